@@ -1,0 +1,8 @@
+"""RLMR recipe for verl: mixed-reward GRPO for creative writing (arXiv 2508.18642).
+
+Modules, one idea each:
+    advantage      the RLMR advantage estimator (pure tensor math)
+    verdicts       how per-sample constraint verdicts reach the estimator inside verl's trainer
+    trainer        the V1 trainer hook that supplies those verdicts
+    plugin         registration with verl (loaded through the ``verl.plugins`` entry point)
+"""

@@ -1,0 +1,206 @@
+"""RLMR outcome advantage: GRPO whose violators are pushed below the group mean.
+
+One group = the n responses sampled for one prompt (same ``index``/``uid``). With ``r`` the raw
+writing scores, ``V`` the constraint violators and ``k = |V|``:
+
+    k = 0      : A = GRPO(r)
+    0 < k < n  : delta = max(0, (n * max_{j in V} r_j + n * gamma - sum_i r_i) / (n - k))
+                 r'_i  = r_i - delta * [i in V]
+                 A_i   = (r'_i - mean(r')) / (std(r') + eps)      (or r'_i - mean(r') without std)
+    k = n      : A = 0 for everyone (no compliant response, so no constraint signal to learn from)
+
+Why this delta: mean(r') = (sum r - k * delta) / n, and asking the best-scored violator to sit
+``gamma`` below that mean, ``max_V r - delta <= mean(r') - gamma``, solves to the bound above.
+
+Invariant: in every group with 0 < k < n, each violator satisfies ``r'_j <= mean(r') - gamma``,
+so its advantage is strictly negative (for gamma > 0) whatever its writing score; dividing by
+the std keeps signs, so this holds with and without std normalisation. Compliant responses are
+not shifted, so they keep their order, and a constant added to a group's scores cancels out.
+With no violators the result equals verl's ``compute_grpo_outcome_advantage`` (unbiased std;
+single-sample groups use mean 0 and std 1, as verl does).
+
+The group arithmetic runs in float64, so the margin survives reward models with large score
+magnitudes; advantages come back in the dtype of ``token_level_rewards``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from verl.utils.groupwise import as_torch_index
+
+_COMPUTE_DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class GroupPenalty:
+    """Per-group quantities of the penalty step; tensors have shape [G] unless noted."""
+
+    group: torch.Tensor  # [B] long, contiguous group id of each sample (0..G-1)
+    violates: torch.Tensor  # [B] bool
+    size: torch.Tensor  # [G] n, samples per group
+    num_violators: torch.Tensor  # [G] k
+    delta: torch.Tensor  # [G] penalty subtracted from each violator's score (0 unless 0 < k < n)
+    penalized: torch.Tensor  # [B] r' = r - delta * [violator], float64
+
+    @property
+    def all_violate(self) -> torch.Tensor:
+        """[G] bool: groups with no compliant response (k = n)."""
+        return self.num_violators == self.size
+
+    @property
+    def mixed(self) -> torch.Tensor:
+        """[G] bool: groups with both kinds (0 < k < n), the ones RLMR penalises."""
+        return (self.num_violators > 0) & ~self.all_violate
+
+
+def _as_violation_mask(constraints_ok: Any, batch_size: int) -> torch.Tensor:
+    """[B] bool, True where the sample violates; accepts bool or 0/1 tensors, arrays and lists."""
+    if torch.is_tensor(constraints_ok):
+        ok = constraints_ok.detach().reshape(-1).cpu()
+    else:
+        try:
+            ok = torch.from_numpy(np.asarray(constraints_ok, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"constraints_ok must hold bool or 0/1 verdicts: {err}") from err
+    if ok.numel() != batch_size:
+        raise ValueError(f"constraints_ok has {ok.numel()} entries but the batch has {batch_size} samples")
+    if ok.dtype != torch.bool:
+        if not torch.all((ok == 0) | (ok == 1)):
+            raise ValueError(f"constraints_ok must be bool or 0/1, got values {torch.unique(ok).tolist()[:8]}")
+        ok = ok != 0
+    return ~ok
+
+
+def group_penalty(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float) -> GroupPenalty:
+    """Compute ``delta`` per group and the penalised scores, vectorised over the whole batch.
+
+    Args:
+        scores: [B] raw writing scores.
+        constraints_ok: [B] verdicts, bool or 0/1 (True/1 = every constraint satisfied).
+        index: [B] group id per sample (str or int, like verl's ``uid``).
+        gamma: margin (reward-model units) by which the best violator must trail the group mean.
+    """
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    r = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)  # [B]
+    batch_size = r.numel()
+    violates = _as_violation_mask(constraints_ok, batch_size)  # [B]
+    group = as_torch_index(index, device="cpu")  # [B] in 0..G-1
+    if group.numel() != batch_size:
+        raise ValueError(f"index has {group.numel()} entries but the batch has {batch_size} samples")
+    num_groups = int(group.max()) + 1 if batch_size else 0
+
+    zeros = torch.zeros(num_groups, dtype=_COMPUTE_DTYPE)
+    size = zeros.index_add(0, group, torch.ones_like(r))  # [G] n
+    num_violators = zeros.index_add(0, group, violates.to(_COMPUTE_DTYPE))  # [G] k
+    total = zeros.index_add(0, group, r)  # [G] sum r
+    neg_inf = torch.full_like(r, -torch.inf)
+    best_violator = torch.full((num_groups,), -torch.inf, dtype=_COMPUTE_DTYPE).scatter_reduce(
+        0, group, torch.where(violates, r, neg_inf), reduce="amax"
+    )  # [G], -inf where k = 0
+
+    mixed = (num_violators > 0) & (num_violators < size)
+    # Only mixed groups divide by n - k > 0; elsewhere the numerator is replaced so nothing is inf/nan.
+    numerator = torch.where(mixed, size * best_violator + size * gamma - total, zeros)
+    delta = torch.where(mixed, (numerator / (size - num_violators).clamp_min(1)).clamp_min(0), zeros)  # [G]
+
+    penalized = r - delta[group] * violates.to(_COMPUTE_DTYPE)  # [B]
+    return GroupPenalty(group, violates, size, num_violators, delta, penalized)
+
+
+def rlmr_penalized_scores(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float = 1.0) -> torch.Tensor:
+    """[B] float64 scores after the group penalty: ``r_i - delta_g * [i violates]``."""
+    return group_penalty(scores, constraints_ok, index, gamma).penalized
+
+
+def _group_mean_std(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group mean and unbiased std ([G] each), with verl's GRPO convention for singletons (0, 1)."""
+    zeros = torch.zeros(num_groups, dtype=values.dtype)
+    size = zeros.index_add(0, group, torch.ones_like(values))
+    mean = zeros.index_add(0, group, values) / size.clamp_min(1)
+    squares = zeros.index_add(0, group, (values - mean[group]) ** 2)
+    std = (squares / (size - 1).clamp_min(1)).sqrt()
+    singleton = size == 1
+    return torch.where(singleton, zeros, mean), torch.where(singleton, torch.ones_like(std), std)
+
+
+@dataclass(frozen=True)
+class RLMRSettings:
+    gamma: float
+    epsilon: float
+    norm_adv_by_std_in_grpo: bool
+
+
+def _get(section: Any, key: str) -> Any:
+    if section is None:
+        return None
+    return section.get(key, None) if hasattr(section, "get") else getattr(section, key, None)
+
+
+def rlmr_settings(
+    config: Any = None, gamma: float = 1.0, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: bool = True
+) -> RLMRSettings:
+    """Estimator settings: ``config`` (verl's ``algorithm`` section) wins over the arguments.
+
+    Reads ``algorithm.rlmr.gamma``, ``algorithm.rlmr.epsilon`` and
+    ``algorithm.norm_adv_by_std_in_grpo``; a key that is absent or null keeps the argument.
+    """
+    rlmr = _get(config, "rlmr")
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    settings = RLMRSettings(
+        gamma=float(pick(_get(rlmr, "gamma"), gamma)),
+        epsilon=float(pick(_get(rlmr, "epsilon"), epsilon)),
+        norm_adv_by_std_in_grpo=bool(pick(_get(config, "norm_adv_by_std_in_grpo"), norm_adv_by_std_in_grpo)),
+    )
+    if settings.gamma < 0 or settings.epsilon < 0:
+        raise ValueError(f"algorithm.rlmr.gamma and algorithm.rlmr.epsilon must be >= 0, got {settings}")
+    return settings
+
+
+def compute_rlmr_outcome_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any,
+    constraints_ok: Any,
+    gamma: float = 1.0,
+    norm_adv_by_std_in_grpo: bool = True,
+    epsilon: float = 1e-6,
+    config: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RLMR advantages for outcome rewards; see the module docstring for the math.
+
+    Args:
+        token_level_rewards: [B, T]; the outcome score of a sample is its sum over T (as in verl).
+        response_mask: [B, T]; advantages are zero where it is 0.
+        index: [B] group id (verl's ``uid``).
+        constraints_ok: [B] bool or 0/1 verdicts from the constraint verifier.
+        gamma, norm_adv_by_std_in_grpo, epsilon: used unless ``config`` sets them.
+        config: verl's ``algorithm`` section when the trainer calls us. ``config.rlmr.gamma`` and
+            ``config.rlmr.epsilon`` and ``config.norm_adv_by_std_in_grpo`` then take precedence,
+            because verl passes only ``config`` to registered estimators.
+
+    Returns:
+        (advantages, returns), both [B, T] in the dtype of ``token_level_rewards``; equal, as in GRPO.
+    """
+    if constraints_ok is None:
+        raise ValueError("compute_rlmr_outcome_advantage needs constraints_ok, one verdict per sample")
+    settings = rlmr_settings(config, gamma, epsilon, norm_adv_by_std_in_grpo)
+
+    with torch.no_grad():
+        scores = token_level_rewards.sum(dim=-1)  # [B], summed in the input dtype like verl's GRPO
+        penalty = group_penalty(scores, constraints_ok, index, settings.gamma)
+        num_groups = penalty.size.numel()
+        mean, std = _group_mean_std(penalty.penalized, penalty.group, num_groups)  # [G], [G]
+        centered = penalty.penalized - mean[penalty.group]  # [B]
+        advantage = centered / (std[penalty.group] + settings.epsilon) if settings.norm_adv_by_std_in_grpo else centered
+        # k = n: nothing compliant to prefer, so nobody is pushed up (or down).
+        advantage = torch.where(penalty.all_violate[penalty.group], torch.zeros_like(advantage), advantage)
+        advantages = advantage.to(device=token_level_rewards.device, dtype=token_level_rewards.dtype)
+        advantages = advantages.unsqueeze(-1) * response_mask  # [B, T]
+    return advantages, advantages

@@ -1,0 +1,101 @@
+"""The V1 trainer hook that brings constraint verdicts to the RLMR estimator.
+
+Choice of hook. verl 0.9.1's V1 trainer picks its class by ``trainer.v1.trainer_mode``
+("sync", "colocate_async", "separate_async"), and the mode string also steers behaviour elsewhere
+(replay buffer choice, refills, checkpoints), so a new mode name would change more than the
+advantage step. Instead verl-rlmr subclasses each of verl's three mode classes with
+``RLMRAdvantageMixin`` and registers the subclass under verl's own mode name. The subclass
+overrides exactly one method, ``_compute_advantage``:
+
+- for any estimator other than ``rlmr`` it calls verl's method unchanged;
+- for ``rlmr`` it reads ``constraints_ok`` from each trajectory's ``reward_extra_info`` in
+  TransferQueue (as verl's replay buffer reads its DAPO metric), supplies the verdicts to the
+  estimator for this one call (``recipe.rlmr.verdicts``), runs verl's own advantage step (KL in
+  reward, rollout correction, write-back stay verl's), and logs ``rlmr/*`` metrics.
+
+This keeps ``python -m verl.trainer.main_ppo algorithm.adv_estimator=rlmr`` working with no
+extra key, in all three modes. The plugin installs the classes lazily, when
+``verl.trainer.ppo.v1`` is first imported, so processes that never train pay nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+
+import transfer_queue as tq
+from transfer_queue import KVBatchMeta
+
+from recipe.rlmr.verdicts import constraints_ok_from_extra_infos, needs_verdicts, supply_verdicts
+from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
+from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+logger = logging.getLogger(__name__)
+
+
+def fetch_constraints_ok(batch: KVBatchMeta):
+    """[B] bool verdicts of the trajectories in ``batch``, in ``batch.keys`` order."""
+    # Trajectory keys are "{uid}_{session}_{output}". An agent loop with several outputs per
+    # session (multi-turn) would make each turn a group member; RLMR scores whole responses.
+    multi_output = [key for key in batch.keys if not key.endswith("_0")]
+    if multi_output:
+        raise NotImplementedError(
+            "algorithm.adv_estimator=rlmr scores one response per session, but the agent loop produced several "
+            f"outputs per session (e.g. {multi_output[:3]}); use a single-turn agent loop"
+        )
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+    extra_infos = []
+    for value in data["extra_fields"]:
+        extra_fields = getattr(value, "data", value)
+        extra_infos.append(extra_fields.get("reward_extra_info") if isinstance(extra_fields, dict) else None)
+    return constraints_ok_from_extra_infos(extra_infos, batch.keys)
+
+
+class RLMRAdvantageMixin:
+    """Mix into a verl V1 ``PPOTrainer`` subclass to give the ``rlmr`` estimator its verdicts."""
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        if not needs_verdicts(self.config.algorithm.adv_estimator):
+            return super()._compute_advantage(batch, metrics)
+        with supply_verdicts(fetch_constraints_ok(batch)) as step:
+            batch = super()._compute_advantage(batch, metrics)
+        metrics.update(step.metrics)
+        return batch
+
+
+class RLMRTrainerSync(RLMRAdvantageMixin, PPOTrainerSync):
+    """verl's synchronous V1 trainer, RLMR-aware."""
+
+
+class RLMRTrainerColocateAsync(RLMRAdvantageMixin, PPOTrainerColocateAsync):
+    """verl's colocated asynchronous V1 trainer, RLMR-aware."""
+
+
+class RLMRTrainerSeparateAsync(RLMRAdvantageMixin, PPOTrainerSeparateAsync):
+    """verl's separate-pool asynchronous V1 trainer, RLMR-aware."""
+
+
+# mode name -> (verl's class, its RLMR-aware subclass)
+RLMR_TRAINERS: dict[str, tuple[type[PPOTrainer], type[PPOTrainer]]] = {
+    "sync": (PPOTrainerSync, RLMRTrainerSync),
+    "colocate_async": (PPOTrainerColocateAsync, RLMRTrainerColocateAsync),
+    "separate_async": (PPOTrainerSeparateAsync, RLMRTrainerSeparateAsync),
+}
+
+
+def install(registry: MutableMapping[str, type[PPOTrainer]] | None = None) -> None:
+    """Put the RLMR-aware classes under verl's mode names in verl's trainer registry.
+
+    Only entries that still hold verl's own class are replaced; a mode another extension already
+    replaced is left alone (its ``rlmr`` runs then fail with a clear MissingVerdictError).
+    """
+    if registry is None:
+        from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY as registry
+    for mode, (verl_cls, rlmr_cls) in RLMR_TRAINERS.items():
+        current = registry.get(mode)
+        if current is verl_cls:
+            registry[mode] = rlmr_cls
+        elif current is not rlmr_cls:
+            logger.warning("trainer mode %r is %r, not verl's %r: left as is, rlmr needs RLMRAdvantageMixin", mode, current, verl_cls)

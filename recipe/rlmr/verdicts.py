@@ -1,0 +1,155 @@
+"""How the per-sample constraint verdict reaches the RLMR estimator inside verl.
+
+verl 0.9.1 calls a registered advantage estimator with ``token_level_rewards``,
+``response_mask``, ``index`` and ``config`` only. The verdict ``constraints_ok`` that the reward
+manager returns lives in each trajectory's ``extra_fields["reward_extra_info"]`` in
+TransferQueue, which the trainer's advantage step does not read.
+
+So the RLMR trainer hook (``recipe.rlmr.trainer``) reads the verdicts for the batch it is about
+to score, and *supplies* them for the duration of that one advantage step; ``rlmr_estimator``,
+the function registered with verl as ``rlmr``, takes them from there. The supply is a
+``ContextVar`` scoped by a ``with`` block: nothing outlives the step, and an estimator call
+without a supply (a trainer that is not RLMR-aware) fails loudly instead of silently
+degrading to GRPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from recipe.rlmr.advantage import compute_rlmr_outcome_advantage, group_penalty, rlmr_settings
+
+CONSTRAINTS_OK_KEY = "constraints_ok"
+VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"
+# Estimator names whose advantage step needs the verdicts.
+VERDICT_ESTIMATORS = frozenset({"rlmr"})
+
+
+class MissingVerdictError(RuntimeError):
+    """The RLMR estimator was asked for advantages without per-sample constraint verdicts."""
+
+
+@dataclass
+class AdvantageStep:
+    """What the trainer hook hands to the estimator for one advantage step, and gets back."""
+
+    constraints_ok: np.ndarray  # [B] bool, aligned with the rows the trainer will score
+    metrics: dict[str, float] = field(default_factory=dict)  # filled by the estimator
+
+
+_current_step: ContextVar[AdvantageStep | None] = ContextVar("rlmr_advantage_step", default=None)
+
+
+@contextmanager
+def supply_verdicts(constraints_ok: np.ndarray) -> Iterator[AdvantageStep]:
+    """Make ``constraints_ok`` available to ``rlmr_estimator`` inside the ``with`` block."""
+    step = AdvantageStep(constraints_ok=np.asarray(constraints_ok, dtype=bool))
+    token = _current_step.set(step)
+    try:
+        yield step
+    finally:
+        _current_step.reset(token)
+
+
+def needs_verdicts(adv_estimator: Any) -> bool:
+    name = getattr(adv_estimator, "value", adv_estimator)
+    return str(name) in VERDICT_ESTIMATORS
+
+
+def constraints_ok_from_extra_infos(reward_extra_infos: Sequence[Mapping[str, Any] | None], keys: Sequence[str]) -> np.ndarray:
+    """[B] bool verdicts from each trajectory's ``reward_extra_info``; raises if any lacks one.
+
+    ``keys`` name the trajectories (TransferQueue keys) so the error can say which ones.
+    """
+    verdicts = np.zeros(len(keys), dtype=bool)
+    missing, malformed = [], []
+    for row, (key, info) in enumerate(zip(keys, reward_extra_infos, strict=True)):
+        if not isinstance(info, Mapping) or CONSTRAINTS_OK_KEY not in info:
+            missing.append(key)
+            continue
+        value = info[CONSTRAINTS_OK_KEY]
+        if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+            verdicts[row] = bool(value)
+        else:
+            malformed.append(f"{key}={value!r}")
+    if missing:
+        present = sorted(reward_extra_infos[0].keys()) if isinstance(reward_extra_infos[0], Mapping) else []
+        raise MissingVerdictError(
+            f"algorithm.adv_estimator=rlmr needs reward_extra_info[{CONSTRAINTS_OK_KEY!r}] for every trajectory, "
+            f"but {len(missing)} of {len(keys)} lack it (first: {missing[:3]}; keys present: {present}). "
+            f"It is provided by {VERDICT_PROVIDER}; a custom reward manager must return it too."
+        )
+    if malformed:
+        raise MissingVerdictError(
+            f"reward_extra_info[{CONSTRAINTS_OK_KEY!r}] must be a bool or 0/1, got {malformed[:3]}"
+        )
+    return verdicts
+
+
+def rlmr_estimator(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any = None,
+    config: Any = None,
+    constraints_ok: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimator registered with verl as ``rlmr``: verdicts from the trainer hook, then the math."""
+    step = _current_step.get()
+    if constraints_ok is None:
+        if step is None:
+            raise MissingVerdictError(
+                "algorithm.adv_estimator=rlmr was called without constraint verdicts. The trainer running it is "
+                "not RLMR-aware: use verl's V1 trainer (trainer.use_v1=true, modes sync/colocate_async/"
+                "separate_async, which verl-rlmr extends when it is installed or listed in "
+                "VERL_USE_EXTERNAL_MODULES), or mix recipe.rlmr.trainer.RLMRAdvantageMixin into a custom trainer. "
+                "The legacy trainer (trainer.use_v1=false) is not supported. "
+                f"The verdicts themselves come from {VERDICT_PROVIDER}."
+            )
+        constraints_ok = step.constraints_ok
+    if index is None:
+        raise MissingVerdictError("algorithm.adv_estimator=rlmr needs the group ids (`uid`) of the batch")
+    advantages, returns = compute_rlmr_outcome_advantage(
+        token_level_rewards, response_mask, index, constraints_ok, config=config
+    )
+    if step is not None:
+        step.metrics.update(advantage_metrics(token_level_rewards, advantages, response_mask, constraints_ok, index, config))
+    return advantages, returns
+
+
+def advantage_metrics(
+    token_level_rewards: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    constraints_ok: Any,
+    index: Any,
+    config: Any = None,
+) -> dict[str, float]:
+    """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
+    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, rlmr_settings(config).gamma)
+    # The advantage of a sample is constant over its response tokens; read it at the first one.
+    first_token = response_mask.float().argmax(dim=-1)
+    sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
+    violates, mixed = penalty.violates, penalty.mixed
+
+    def mean_or_nan(values: torch.Tensor) -> float:
+        return float(values.mean()) if values.numel() else float("nan")
+
+    in_mixed = mixed[penalty.group]
+    return {
+        "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
+        "rlmr/groups_mixed": float(mixed.sum()),
+        "rlmr/groups_all_violate": float(penalty.all_violate.sum()),
+        "rlmr/delta_mean": mean_or_nan(penalty.delta[mixed]),
+        "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
+        "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),
+        "rlmr/adv_compliant_mean": mean_or_nan(sample_adv[~violates & in_mixed]),
+        "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max()) if (violates & in_mixed).any() else float("nan"),
+    }

@@ -1,0 +1,37 @@
+"""verl-rlmr: RLMR (Reinforcement Learning with Mixed Rewards) as a verl extension.
+
+`recipe` is a namespace package (no ``__init__.py``) so that ``recipe.rlmr`` merges with a
+verl-recipe checkout on the same path.
+"""
+
+from setuptools import find_namespace_packages, setup
+
+setup(
+    name="verl-rlmr",
+    version="0.1.0",
+    description="RLMR mixed-reward GRPO for creative writing, as a verl 0.9.1 extension",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_namespace_packages(include=["recipe.rlmr", "recipe.rlmr.*", "rewards", "rewards.*", "data_prep", "data_prep.*"]),
+    package_data={"recipe.rlmr": ["config/*.yaml", "scripts/*.sh"]},
+    install_requires=[
+        # verl-core pulls cachetools and TransferQueue, which the default (V1) trainer needs.
+        "verl[verl-core]==0.9.1",
+        "numpy",
+        "torch",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch).
+        "vllm": ["verl[vllm]==0.9.1"],
+        "sglang": ["verl[sglang]==0.9.1"],
+        "fsdp": ["verl[fsdp]==0.9.1"],
+        "megatron": ["verl[megatron]==0.9.1"],
+    },
+    entry_points={
+        # `import verl` loads every entry point of this group in every process (driver, TaskRunner,
+        # workers), which is how `algorithm.adv_estimator=rlmr` becomes known everywhere.
+        "verl.plugins": ["rlmr = recipe.rlmr.plugin"],
+    },
+)
