@@ -15,6 +15,7 @@ printed to stderr with its traceback before it is re-raised.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import logging
@@ -38,9 +39,9 @@ def _shout(what: str) -> None:
 
 def _install_trainers() -> None:
     try:
-        from recipe.rlmr.trainer import install
-
-        install()
+        # Importing the module installs the classes (last line of the module). If that module is
+        # what triggered the V1 import, it is still half-built here and installs when it finishes.
+        importlib.import_module("recipe.rlmr.trainer")
     except Exception:
         _shout("installing the RLMR-aware V1 trainer classes")
         raise

@@ -99,3 +99,8 @@ def install(registry: MutableMapping[str, type[PPOTrainer]] | None = None) -> No
             registry[mode] = rlmr_cls
         elif current is not rlmr_cls:
             logger.warning("trainer mode %r is %r, not verl's %r: left as is, rlmr needs RLMRAdvantageMixin", mode, current, verl_cls)
+
+
+# Registering at import is verl's own idiom (``@register_trainer``); the plugin imports this module
+# right after ``verl.trainer.ppo.v1``.
+install()
