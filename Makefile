@@ -1,0 +1,29 @@
+# Everything a fresh machine needs: `make test` and `make demo` create .venv, install, and run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.verl-rlmr-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench clean
+
+# CPU machines: the constraints file pins the CPU torch wheel in the same pip call as verl.
+$(STAMP): setup.py requirements/constraints-cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints-cpu.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m recipe.rlmr.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/advantage_overhead.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
