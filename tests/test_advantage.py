@@ -247,3 +247,17 @@ def test_bad_verdicts_are_refused(constraints_ok, message):
 def test_negative_gamma_is_refused():
     with pytest.raises(ValueError, match="gamma"):
         compute_rlmr_outcome_advantage(torch.ones(2, 1), torch.ones(2, 1), [0, 0], [1, 0], gamma=-1.0)
+
+
+@SETTINGS
+@given(batch=batches(), gamma=st.floats(0.01, 10.0), data=st.data())
+def test_groups_with_an_invalid_reward_get_zero_and_others_are_untouched(batch, gamma, data):
+    scores, ok, index, width, lengths = batch
+    valid = np.array(data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores))))
+    rewards, mask = token_tensors(scores, width, lengths)
+    with_flags, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma, reward_valid=valid)
+    without, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma)
+    for uid in set(index):
+        rows = index == uid
+        expected = torch.zeros_like(without[rows]) if not valid[rows].all() else without[rows]
+        torch.testing.assert_close(with_flags[rows], expected)

@@ -74,7 +74,7 @@ def trainer(cls, config):
     return instance
 
 
-def put_trajectories(scores, verdicts, lengths, group_size, extra=None):
+def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=None):
     """Write one trajectory per sample into a fresh partition; returns (batch meta, keys)."""
     partition = f"train-{uuid.uuid4().hex[:8]}"
     keys, fields = [], []
@@ -82,7 +82,7 @@ def put_trajectories(scores, verdicts, lengths, group_size, extra=None):
         uid = f"p{uuid.uuid4().hex[:6]}" if i % group_size == 0 else keys[-1].split("_")[0]
         rm_scores = torch.zeros(length)
         rm_scores[-1] = score
-        reward_extra_info = {"writing_score": float(score), "reward_valid": 1}
+        reward_extra_info = {"writing_score": float(score), "reward_valid": 1 if valid is None else valid[i]}
         if ok is not None:
             reward_extra_info["constraints_ok"] = int(ok)
         reward_extra_info.update(extra or {})
@@ -135,6 +135,17 @@ def test_verdicts_from_reward_extra_info_reach_the_estimator(transfer_queue, nor
     assert metrics["rlmr/groups_mixed"] == 2 and metrics["rlmr/groups_all_violate"] == 1
     assert metrics["rlmr/adv_violators_max"] < 0 < metrics["rlmr/adv_compliant_mean"]
     assert metrics["rlmr/delta_max"] > 0
+
+
+def test_groups_with_an_invalid_reward_get_no_advantage(transfer_queue):
+    valid = [1] * 12
+    valid[5] = 0  # one sample of group 1 failed to get a reward
+    meta, keys = put_trajectories(SCORES, VERDICTS, LENGTHS, group_size=4, valid=valid)
+    metrics = {}
+    trainer(RLMRTrainerSync, algorithm_config())._compute_advantage(meta, metrics)
+    per_sample = torch.tensor([float(row[0]) for row in read_advantages(meta, keys)])
+    assert torch.all(per_sample[4:8] == 0) and torch.all(per_sample[:4] != 0)
+    assert metrics["rlmr/groups_invalid"] == 1 and metrics["rlmr/groups_mixed"] == 1
 
 
 def test_missing_verdict_fails_at_once_and_names_key_and_provider(transfer_queue):

@@ -8,6 +8,8 @@ writing scores, ``V`` the constraint violators and ``k = |V|``:
                  r'_i  = r_i - delta * [i in V]
                  A_i   = (r'_i - mean(r')) / (std(r') + eps)      (or r'_i - mean(r') without std)
     k = n      : A = 0 for everyone (no compliant response, so no constraint signal to learn from)
+    invalid    : A = 0 for everyone in a group holding a sample whose reward failed
+                 (``reward_valid = 0``): its score is a placeholder, never something to learn from
 
 Why this delta: mean(r') = (sum r - k * delta) / n, and asking the best-scored violator to sit
 ``gamma`` below that mean, ``max_V r - delta <= mean(r') - gamma``, solves to the bound above.
@@ -58,20 +60,20 @@ class GroupPenalty:
         return (self.num_violators > 0) & ~self.all_violate
 
 
-def _as_violation_mask(constraints_ok: Any, batch_size: int) -> torch.Tensor:
-    """[B] bool, True where the sample violates; accepts bool or 0/1 tensors, arrays and lists."""
+def _as_violation_mask(constraints_ok: Any, batch_size: int, name: str = "constraints_ok") -> torch.Tensor:
+    """[B] bool, True where the flag is 0/False; accepts bool or 0/1 tensors, arrays and lists."""
     if torch.is_tensor(constraints_ok):
         ok = constraints_ok.detach().reshape(-1).cpu()
     else:
         try:
             ok = torch.from_numpy(np.asarray(constraints_ok, dtype=np.float64).reshape(-1))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"constraints_ok must hold bool or 0/1 verdicts: {err}") from err
+            raise ValueError(f"{name} must hold bool or 0/1 values: {err}") from err
     if ok.numel() != batch_size:
-        raise ValueError(f"constraints_ok has {ok.numel()} entries but the batch has {batch_size} samples")
+        raise ValueError(f"{name} has {ok.numel()} entries but the batch has {batch_size} samples")
     if ok.dtype != torch.bool:
         if not torch.all((ok == 0) | (ok == 1)):
-            raise ValueError(f"constraints_ok must be bool or 0/1, got values {torch.unique(ok).tolist()[:8]}")
+            raise ValueError(f"{name} must be bool or 0/1, got values {torch.unique(ok).tolist()[:8]}")
         ok = ok != 0
     return ~ok
 
@@ -111,6 +113,14 @@ def group_penalty(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: 
 
     penalized = r - delta[group] * violates.to(_COMPUTE_DTYPE)  # [B]
     return GroupPenalty(group, violates, size, num_violators, delta, penalized)
+
+
+def invalid_groups(reward_valid: Any, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """[G] bool: groups holding at least one sample with ``reward_valid = 0`` (none if not given)."""
+    if reward_valid is None:
+        return torch.zeros(num_groups, dtype=torch.bool)
+    invalid = _as_violation_mask(reward_valid, group.numel(), name="reward_valid")  # True where reward_valid is 0
+    return torch.zeros(num_groups, dtype=torch.bool).index_put((group,), invalid, accumulate=True)
 
 
 def rlmr_penalized_scores(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float = 1.0) -> torch.Tensor:
@@ -171,6 +181,7 @@ def compute_rlmr_outcome_advantage(
     norm_adv_by_std_in_grpo: bool = True,
     epsilon: float = 1e-6,
     config: Any = None,
+    reward_valid: Any = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RLMR advantages for outcome rewards; see the module docstring for the math.
@@ -181,6 +192,7 @@ def compute_rlmr_outcome_advantage(
         index: [B] group id (verl's ``uid``).
         constraints_ok: [B] bool or 0/1 verdicts from the constraint verifier.
         gamma, norm_adv_by_std_in_grpo, epsilon: used unless ``config`` sets them.
+        reward_valid: optional [B] bool or 0/1; a group with any 0 gets zero advantages.
         config: verl's ``algorithm`` section when the trainer calls us. ``config.rlmr.gamma`` and
             ``config.rlmr.epsilon`` and ``config.norm_adv_by_std_in_grpo`` then take precedence,
             because verl passes only ``config`` to registered estimators.
@@ -200,7 +212,8 @@ def compute_rlmr_outcome_advantage(
         centered = penalty.penalized - mean[penalty.group]  # [B]
         advantage = centered / (std[penalty.group] + settings.epsilon) if settings.norm_adv_by_std_in_grpo else centered
         # k = n: nothing compliant to prefer, so nobody is pushed up (or down).
-        advantage = torch.where(penalty.all_violate[penalty.group], torch.zeros_like(advantage), advantage)
+        silenced = penalty.all_violate | invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
+        advantage = torch.where(silenced[penalty.group], torch.zeros_like(advantage), advantage)
         advantages = advantage.to(device=token_level_rewards.device, dtype=token_level_rewards.dtype)
         advantages = advantages.unsqueeze(-1) * response_mask  # [B, T]
     return advantages, advantages

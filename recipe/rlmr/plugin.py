@@ -5,9 +5,10 @@ Loaded by ``import verl`` through the ``verl.plugins`` entry point of the instal
 package is only on ``PYTHONPATH``. It does two things:
 
 1. registers ``rlmr`` with verl's advantage-estimator registry (cheap, done at once);
-2. installs the RLMR-aware V1 trainer classes (``recipe.rlmr.trainer``) into verl's trainer
-   registry right after ``verl.trainer.ppo.v1`` is imported. That module costs seconds to import,
-   so only the processes that build a trainer (the TaskRunner) pay for it.
+2. installs the RLMR-aware V1 trainer classes (``recipe.rlmr.trainer``) right after
+   ``verl.trainer.ppo.v1`` is imported, and the ``rlmr`` reward manager (``rewards.manager``)
+   right after verl's reward-manager registry is. Those modules cost seconds to import, so only
+   the processes that use them pay for it.
 
 verl swallows exceptions raised by plugins (logged at debug level only), so every failure here is
 printed to stderr with its traceback before it is re-raised.
@@ -27,7 +28,6 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 ESTIMATOR_NAME = "rlmr"
-_V1_MODULE = "verl.trainer.ppo.v1"
 
 
 def _shout(what: str) -> None:
@@ -37,43 +37,60 @@ def _shout(what: str) -> None:
     logger.error(message.strip())
 
 
-def _install_trainers() -> None:
+# verl module -> our module that registers into it when imported. Both verl modules cost
+# seconds to import, so we wait until a process imports them itself (the TaskRunner imports the
+# V1 trainers, reward-loop workers the reward managers).
+_INSTALL_AFTER = {
+    "verl.trainer.ppo.v1": "recipe.rlmr.trainer",  # RLMR-aware V1 trainer classes
+    "verl.experimental.reward_loop.reward_manager": "rewards.manager",  # the `rlmr` reward manager
+}
+
+
+def _install(module_name: str) -> None:
+    """Import our module that registers into ``module_name``'s registry (it registers at import)."""
+    installer = _INSTALL_AFTER[module_name]
     try:
-        # Importing the module installs the classes (last line of the module). If that module is
-        # what triggered the V1 import, it is still half-built here and installs when it finishes.
-        importlib.import_module("recipe.rlmr.trainer")
+        # If `installer` is what triggered the verl import, it is half-built here; it finishes
+        # (and registers) once this returns.
+        importlib.import_module(installer)
     except Exception:
-        _shout("installing the RLMR-aware V1 trainer classes")
+        _shout(f"installing {installer} into {module_name}")
         raise
 
 
 class _InstallAfterExec(importlib.abc.Loader):
-    """Wraps the loader of ``verl.trainer.ppo.v1`` and installs the trainers once it has run."""
+    """Wraps the loader of a watched verl module and installs ours once it has run."""
 
-    def __init__(self, loader: importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, module_name: str):
         self._loader = loader
+        self._module_name = module_name
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        _install_trainers()
+        _install(self._module_name)
 
     def __getattr__(self, name: str):  # get_resource_reader, is_package, ... of the real loader
         return getattr(self._loader, name)
 
 
-class _WatchV1Import(importlib.abc.MetaPathFinder):
-    """One-shot finder: hands back the normal spec of ``verl.trainer.ppo.v1`` with a wrapped loader."""
+class _WatchImports(importlib.abc.MetaPathFinder):
+    """Hands back the normal spec of each watched verl module, once, with a wrapped loader."""
+
+    def __init__(self, module_names):
+        self.pending = set(module_names)
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != _V1_MODULE:
+        if fullname not in self.pending:
             return None
-        sys.meta_path.remove(self)  # one shot, and lets the real finders answer the lookup below
+        self.pending.discard(fullname)  # one shot; also lets the real finders answer the lookup below
+        if not self.pending:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
         if spec is not None and spec.loader is not None:
-            spec.loader = _InstallAfterExec(spec.loader)
+            spec.loader = _InstallAfterExec(spec.loader, fullname)
         return spec
 
 
@@ -86,10 +103,16 @@ def register() -> None:
     if ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME) is not rlmr_estimator:
         register_adv_est(ESTIMATOR_NAME)(rlmr_estimator)
 
-    if _V1_MODULE in sys.modules:
-        _install_trainers()
-    elif not any(isinstance(finder, _WatchV1Import) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _WatchV1Import())
+    if any(isinstance(finder, _WatchImports) for finder in sys.meta_path):
+        return
+    waiting = []
+    for module_name in _INSTALL_AFTER:
+        if module_name in sys.modules:
+            _install(module_name)
+        else:
+            waiting.append(module_name)
+    if waiting:
+        sys.meta_path.insert(0, _WatchImports(waiting))
 
 
 try:

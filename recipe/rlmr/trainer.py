@@ -8,8 +8,8 @@ advantage step. Instead verl-rlmr subclasses each of verl's three mode classes w
 overrides exactly one method, ``_compute_advantage``:
 
 - for any estimator other than ``rlmr`` it calls verl's method unchanged;
-- for ``rlmr`` it reads ``constraints_ok`` from each trajectory's ``reward_extra_info`` in
-  TransferQueue (as verl's replay buffer reads its DAPO metric), supplies the verdicts to the
+- for ``rlmr`` it reads ``constraints_ok`` (and ``reward_valid``, when present) from each
+  trajectory's ``reward_extra_info`` in TransferQueue (as verl's replay buffer reads its DAPO metric), supplies the verdicts to the
   estimator for this one call (``recipe.rlmr.verdicts``), runs verl's own advantage step (KL in
   reward, rollout correction, write-back stay verl's), and logs ``rlmr/*`` metrics.
 
@@ -26,7 +26,7 @@ from collections.abc import MutableMapping
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
 
-from recipe.rlmr.verdicts import constraints_ok_from_extra_infos, needs_verdicts, supply_verdicts
+from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
@@ -35,8 +35,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 logger = logging.getLogger(__name__)
 
 
-def fetch_constraints_ok(batch: KVBatchMeta):
-    """[B] bool verdicts of the trajectories in ``batch``, in ``batch.keys`` order."""
+def fetch_verdicts(batch: KVBatchMeta):
+    """([B] constraints_ok, [B] reward_valid) of the trajectories in ``batch``, in ``batch.keys`` order."""
     # Trajectory keys are "{uid}_{session}_{output}". An agent loop with several outputs per
     # session (multi-turn) would make each turn a group member; RLMR scores whole responses.
     multi_output = [key for key in batch.keys if not key.endswith("_0")]
@@ -50,7 +50,7 @@ def fetch_constraints_ok(batch: KVBatchMeta):
     for value in data["extra_fields"]:
         extra_fields = getattr(value, "data", value)
         extra_infos.append(extra_fields.get("reward_extra_info") if isinstance(extra_fields, dict) else None)
-    return constraints_ok_from_extra_infos(extra_infos, batch.keys)
+    return verdicts_from_extra_infos(extra_infos, batch.keys)
 
 
 class RLMRAdvantageMixin:
@@ -59,7 +59,7 @@ class RLMRAdvantageMixin:
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if not needs_verdicts(self.config.algorithm.adv_estimator):
             return super()._compute_advantage(batch, metrics)
-        with supply_verdicts(fetch_constraints_ok(batch)) as step:
+        with supply_verdicts(*fetch_verdicts(batch)) as step:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)
         return batch

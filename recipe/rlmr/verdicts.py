@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe.rlmr.advantage import compute_rlmr_outcome_advantage, group_penalty, rlmr_settings
+from recipe.rlmr.advantage import compute_rlmr_outcome_advantage, group_penalty, invalid_groups, rlmr_settings
 
 CONSTRAINTS_OK_KEY = "constraints_ok"
+REWARD_VALID_KEY = "reward_valid"  # optional; absent means valid
 VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"
 # Estimator names whose advantage step needs the verdicts.
 VERDICT_ESTIMATORS = frozenset({"rlmr"})
@@ -41,6 +42,7 @@ class AdvantageStep:
     """What the trainer hook hands to the estimator for one advantage step, and gets back."""
 
     constraints_ok: np.ndarray  # [B] bool, aligned with the rows the trainer will score
+    reward_valid: np.ndarray | None = None  # [B] bool; groups with an invalid reward get zero advantages
     metrics: dict[str, float] = field(default_factory=dict)  # filled by the estimator
 
 
@@ -48,9 +50,12 @@ _current_step: ContextVar[AdvantageStep | None] = ContextVar("rlmr_advantage_ste
 
 
 @contextmanager
-def supply_verdicts(constraints_ok: np.ndarray) -> Iterator[AdvantageStep]:
-    """Make ``constraints_ok`` available to ``rlmr_estimator`` inside the ``with`` block."""
-    step = AdvantageStep(constraints_ok=np.asarray(constraints_ok, dtype=bool))
+def supply_verdicts(constraints_ok: np.ndarray, reward_valid: np.ndarray | None = None) -> Iterator[AdvantageStep]:
+    """Make the verdicts available to ``rlmr_estimator`` inside the ``with`` block."""
+    step = AdvantageStep(
+        constraints_ok=np.asarray(constraints_ok, dtype=bool),
+        reward_valid=None if reward_valid is None else np.asarray(reward_valid, dtype=bool),
+    )
     token = _current_step.set(step)
     try:
         yield step
@@ -63,22 +68,27 @@ def needs_verdicts(adv_estimator: Any) -> bool:
     return str(name) in VERDICT_ESTIMATORS
 
 
-def constraints_ok_from_extra_infos(reward_extra_infos: Sequence[Mapping[str, Any] | None], keys: Sequence[str]) -> np.ndarray:
-    """[B] bool verdicts from each trajectory's ``reward_extra_info``; raises if any lacks one.
+def verdicts_from_extra_infos(
+    reward_extra_infos: Sequence[Mapping[str, Any] | None], keys: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """([B] constraints_ok, [B] reward_valid) from each trajectory's ``reward_extra_info``.
 
+    Raises MissingVerdictError if any lacks ``constraints_ok`` or holds a non-binary flag;
     ``keys`` name the trajectories (TransferQueue keys) so the error can say which ones.
     """
     verdicts = np.zeros(len(keys), dtype=bool)
+    valid = np.ones(len(keys), dtype=bool)
     missing, malformed = [], []
     for row, (key, info) in enumerate(zip(keys, reward_extra_infos, strict=True)):
         if not isinstance(info, Mapping) or CONSTRAINTS_OK_KEY not in info:
             missing.append(key)
             continue
-        value = info[CONSTRAINTS_OK_KEY]
-        if isinstance(value, (bool, np.bool_)) or value in (0, 1):
-            verdicts[row] = bool(value)
-        else:
-            malformed.append(f"{key}={value!r}")
+        for flags, name in ((verdicts, CONSTRAINTS_OK_KEY), (valid, REWARD_VALID_KEY)):
+            value = info.get(name, True)
+            if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+                flags[row] = bool(value)
+            else:
+                malformed.append(f"{key}: {name}={value!r}")
     if missing:
         present = sorted(reward_extra_infos[0].keys()) if isinstance(reward_extra_infos[0], Mapping) else []
         raise MissingVerdictError(
@@ -88,9 +98,9 @@ def constraints_ok_from_extra_infos(reward_extra_infos: Sequence[Mapping[str, An
         )
     if malformed:
         raise MissingVerdictError(
-            f"reward_extra_info[{CONSTRAINTS_OK_KEY!r}] must be a bool or 0/1, got {malformed[:3]}"
+            f"reward_extra_info flags {CONSTRAINTS_OK_KEY!r} and {REWARD_VALID_KEY!r} must be bool or 0/1, got {malformed[:3]}"
         )
-    return verdicts
+    return verdicts, valid
 
 
 def rlmr_estimator(
@@ -99,6 +109,7 @@ def rlmr_estimator(
     index: Any = None,
     config: Any = None,
     constraints_ok: Any = None,
+    reward_valid: Any = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The estimator registered with verl as ``rlmr``: verdicts from the trainer hook, then the math."""
@@ -113,14 +124,16 @@ def rlmr_estimator(
                 "The legacy trainer (trainer.use_v1=false) is not supported. "
                 f"The verdicts themselves come from {VERDICT_PROVIDER}."
             )
-        constraints_ok = step.constraints_ok
+        constraints_ok, reward_valid = step.constraints_ok, step.reward_valid
     if index is None:
         raise MissingVerdictError("algorithm.adv_estimator=rlmr needs the group ids (`uid`) of the batch")
     advantages, returns = compute_rlmr_outcome_advantage(
-        token_level_rewards, response_mask, index, constraints_ok, config=config
+        token_level_rewards, response_mask, index, constraints_ok, config=config, reward_valid=reward_valid
     )
     if step is not None:
-        step.metrics.update(advantage_metrics(token_level_rewards, advantages, response_mask, constraints_ok, index, config))
+        step.metrics.update(
+            advantage_metrics(token_level_rewards, advantages, response_mask, constraints_ok, index, config, reward_valid)
+        )
     return advantages, returns
 
 
@@ -131,13 +144,15 @@ def advantage_metrics(
     constraints_ok: Any,
     index: Any,
     config: Any = None,
+    reward_valid: Any = None,
 ) -> dict[str, float]:
     """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
     penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, rlmr_settings(config).gamma)
     # The advantage of a sample is constant over its response tokens; read it at the first one.
     first_token = response_mask.float().argmax(dim=-1)
     sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
-    violates, mixed = penalty.violates, penalty.mixed
+    invalid = invalid_groups(reward_valid, penalty.group, penalty.size.numel())  # [G]
+    violates, mixed = penalty.violates, penalty.mixed & ~invalid
 
     def mean_or_nan(values: torch.Tensor) -> float:
         return float(values.mean()) if values.numel() else float("nan")
@@ -147,6 +162,7 @@ def advantage_metrics(
         "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
         "rlmr/groups_mixed": float(mixed.sum()),
         "rlmr/groups_all_violate": float(penalty.all_violate.sum()),
+        "rlmr/groups_invalid": float(invalid.sum()),
         "rlmr/delta_mean": mean_or_nan(penalty.delta[mixed]),
         "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
         "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),

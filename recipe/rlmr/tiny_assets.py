@@ -1,0 +1,88 @@
+"""Tiny models and tokenizer built on the spot, for CPU development and tests (no model hub).
+
+``build_tokenizer(dir)``: a byte-level BPE tokenizer trained on a few sentences, with a ChatML
+chat template (``<|im_start|>role ... <|im_end|>``), so any text round-trips.
+``build_reward_model(dir)``: that tokenizer plus a randomly initialised
+``Qwen2ForSequenceClassification`` (hidden size 64, 2 layers, one output: a writing score).
+
+    python -m recipe.rlmr.tiny_assets reward-model OUT_DIR [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_CORPUS = [
+    "Write a short poem about the sea in under eighty words.",
+    "The lighthouse keeper counted waves until the morning came.",
+    "Once upon a time, a fox wrote letters to the moon.",
+    "Use the words river, lantern and silence. Give it a title.",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "She folded the map, and the city folded with it.",
+]
+
+
+def build_tokenizer(out_dir: str | Path, vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHATML_TEMPLATE
+    )
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def build_reward_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(out_dir)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    Qwen2ForSequenceClassification(config).save_pretrained(str(out_dir))
+    return out_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["reward-model", "tokenizer"])
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.kind == "reward-model":
+        build_reward_model(args.out_dir, seed=args.seed)
+    else:
+        build_tokenizer(args.out_dir)
+    print(f"wrote {args.kind} to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

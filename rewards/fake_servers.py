@@ -1,0 +1,171 @@
+"""Scripted loopback servers for fault tests and benchmarks: not models.
+
+A 72B judge cannot run here, so ``FakeJudge`` speaks the real OpenAI chat-completions wire
+protocol and decides by rule: a constraint is satisfied when the response contains the phrase
+quoted in it ('like this'); unquoted constraints are satisfied. Faults are scripted per server:
+the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, or hang. ``FakeRM`` answers
+vLLM ``/classify`` with a score derived from the text. Both can hold a fixed service time and a
+concurrency cap (``slots``), which is what the throughput benchmark needs.
+
+Servers run on their own event loop in a daemon thread: ``with FakeJudge(...) as judge: judge.url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Faults:
+    """Faults to inject into the next answers, consumed in this order."""
+
+    status_5xx: int = 0
+    malformed: int = 0
+    truncated: int = 0
+    hang: int = 0
+
+
+@dataclass
+class ServerLog:
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    answered: Counter = field(default_factory=Counter)
+    bodies: list = field(default_factory=list)
+
+
+class _LoopbackServer:
+    def __init__(self, service_time_s: float = 0.0, slots: int = 1024, keep_bodies: bool = False):
+        self.service_time_s, self.slots, self.keep_bodies = service_time_s, slots, keep_bodies
+        self.faults = Faults()
+        self.log = ServerLog()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    def inject(self, **faults: int) -> None:
+        with self._lock:
+            for name, count in faults.items():
+                setattr(self.faults, name, getattr(self.faults, name) + count)
+
+    def _take_fault(self) -> str | None:
+        with self._lock:
+            for name in ("status_5xx", "malformed", "truncated", "hang"):
+                if getattr(self.faults, name) > 0:
+                    setattr(self.faults, name, getattr(self.faults, name) - 1)
+                    return name
+        return None
+
+    async def _serve(self, request: web.Request, answer) -> web.Response:
+        """Common path: count, cap concurrency, apply the next fault, wait the service time."""
+        body = await request.json()
+        self.log.requests += 1
+        if self.keep_bodies:
+            self.log.bodies.append(body)
+        async with self._semaphore:
+            self.log.in_flight += 1
+            self.log.max_in_flight = max(self.log.max_in_flight, self.log.in_flight)
+            try:
+                fault = self._take_fault()
+                if fault == "hang":
+                    await asyncio.sleep(3600)
+                if self.service_time_s:
+                    await asyncio.sleep(self.service_time_s)
+                if fault == "status_5xx":
+                    self.log.answered["5xx"] += 1
+                    return web.json_response({"error": {"message": "scripted failure", "code": 503}}, status=503)
+                payload = json.dumps(answer(body))
+                if fault == "malformed":
+                    self.log.answered["malformed"] += 1
+                    return web.Response(text="<html>bad gateway</html>", content_type="application/json")
+                if fault == "truncated":
+                    self.log.answered["truncated"] += 1
+                    return web.Response(text=payload[: len(payload) // 2], content_type="application/json")
+                self.log.answered["ok"] += 1
+                return web.Response(text=payload, content_type="application/json")
+            finally:
+                self.log.in_flight -= 1
+
+    async def _start(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.slots)
+        app = web.Application()
+        app.add_routes(self.routes() + [web.get("/health", lambda _: web.Response(text="ok"))])
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def __enter__(self):
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+def judge_rule(constraint: str, response: str) -> bool:
+    quoted = re.findall(r"'([^']+)'", constraint)
+    return all(q.lower() in response.lower() for q in quoted)
+
+
+class FakeJudge(_LoopbackServer):
+    """OpenAI-compatible ``POST /v1/chat/completions`` answering verdict JSON by ``judge_rule``."""
+
+    def routes(self):
+        return [web.post("/v1/chat/completions", self._chat)]
+
+    @staticmethod
+    def answer(body: dict) -> dict:
+        user = body["messages"][-1]["content"]
+        constraints = re.findall(r"^(\d+)\. (.*)$", user.split("## Response")[0], flags=re.MULTILINE)
+        response = user.split("## Response\n", 1)[1].rsplit("\n\n## Your JSON verdict", 1)[0]
+        verdicts = [
+            {"id": int(i), "satisfied": judge_rule(text, response), "reason": "scripted rule"} for i, text in constraints
+        ]
+        content = json.dumps({"verdicts": verdicts})
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(content.split())},
+        }
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        return await self._serve(request, self.answer)
+
+
+class FakeRM(_LoopbackServer):
+    """vLLM-style ``POST /classify``; the score is the text length in hundreds of characters."""
+
+    def routes(self):
+        return [web.post("/classify", self._classify)]
+
+    @staticmethod
+    def answer(body: dict) -> dict:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"index": i, "label": "LABEL_0", "probs": [len(t) / 100.0], "num_classes": 1} for i, t in enumerate(texts)]
+        return {"object": "list", "data": data}
+
+    async def _classify(self, request: web.Request) -> web.Response:
+        return await self._serve(request, self.answer)

@@ -1,0 +1,137 @@
+"""Generative judge for free-text constraints, over any OpenAI-compatible chat endpoint.
+
+The paper prompts Qwen2.5-72B-Instruct (served by vLLM) to verify constraints. We ask for a
+strict JSON verdict per constraint, at temperature 0:
+
+    {"verdicts": [{"id": 1, "satisfied": true, "reason": "..."}, ...]}
+
+Parsing is strict: one verdict per constraint id, ``satisfied`` a JSON boolean; a ```json fence
+around the object is tolerated, nothing else. An answer that does not parse is retried like a
+5xx; after the last retry the call fails (the sample becomes ``reward_valid = 0``). With
+``votes > 1`` that many answers are requested and each constraint takes the majority (ties count
+as not satisfied); useful only with a temperature above 0.
+
+Prompt layout, for prefix caching: the system message and the task prompt with its constraints
+are identical for all samples of a prompt and come first; the response comes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+
+from rewards.http import HttpSettings, PooledClient, RetryableError
+
+JUDGE_PROMPT_VERSION = "rlmr-judge-v1"
+
+SYSTEM_PROMPT = (
+    "You are a strict verifier of writing constraints. You receive a writing task, a numbered list "
+    "of constraints, and a response. For each constraint decide whether the response satisfies it "
+    "completely. Judge only the listed constraints, not the quality of the writing. Answer with one "
+    'JSON object and nothing else: {"verdicts": [{"id": <constraint number>, "satisfied": true|false, '
+    '"reason": "<one short sentence>"}]}, one entry per constraint, in order.'
+)
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    base_url: str
+    model: str
+    http: HttpSettings = HttpSettings(timeout_s=120.0, max_concurrency=64)
+    votes: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    satisfied: list[bool]  # one per constraint, in order
+    reasons: list[str]
+    calls: int  # chat completions that were answered (retries and votes included)
+
+    @property
+    def ok(self) -> bool:
+        return all(self.satisfied)
+
+
+class _Verdict(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    satisfied: StrictBool
+    reason: str = ""
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    verdicts: list[_Verdict]
+
+
+def build_messages(task: str, constraints: list[str], response: str) -> list[dict[str, str]]:
+    numbered = "\n".join(f"{i}. {text}" for i, text in enumerate(constraints, start=1))
+    shared = f"## Writing task\n{task}\n\n## Constraints\n{numbered}\n\n"  # same for every sample of the prompt
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": shared + f"## Response\n{response}\n\n## Your JSON verdict"},
+    ]
+
+
+def parse_verdict(text: str, num_constraints: int) -> tuple[list[bool], list[str]]:
+    """Strictly parse a judge answer; ValueError if it is not exactly the JSON we asked for."""
+    body = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        answer = _Answer.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as err:
+        raise ValueError(f"judge answer is not the verdict JSON: {str(err)[:200]}") from err
+    ids = [v.id for v in answer.verdicts]
+    if sorted(ids) != list(range(1, num_constraints + 1)):
+        raise ValueError(f"judge answered ids {ids}, expected 1..{num_constraints}")
+    by_id = {v.id: v for v in answer.verdicts}
+    return [by_id[i].satisfied for i in range(1, num_constraints + 1)], [by_id[i].reason for i in range(1, num_constraints + 1)]
+
+
+class ConstraintJudge:
+    def __init__(self, settings: JudgeSettings):
+        if settings.votes < 1:
+            raise ValueError(f"judge votes must be >= 1, got {settings.votes}")
+        self.settings = settings
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else None
+        self.http = PooledClient(settings.base_url, settings.http, headers=headers)
+
+    async def _one_vote(self, messages: list[dict[str, str]], num_constraints: int) -> tuple[list[bool], list[str], int]:
+        payload = {
+            "model": self.settings.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+        }
+        calls = 0
+        async for attempt in self.http.retrying():
+            with attempt:
+                body = await self.http.post_json_once("/v1/chat/completions", payload)
+                calls += 1
+                try:
+                    content = body["choices"][0]["message"]["content"]
+                    satisfied, reasons = parse_verdict(content or "", num_constraints)
+                except (KeyError, IndexError, TypeError, ValueError) as err:
+                    raise RetryableError(f"unusable judge answer: {err}") from err
+        return satisfied, reasons, calls
+
+    async def verify(self, task: str, constraints: list[str], response: str) -> JudgeVerdict:
+        """All-or-nothing verdict on ``constraints``; raises RewardCallError when the judge fails."""
+        if not constraints:
+            return JudgeVerdict([], [], 0)
+        messages = build_messages(task, constraints, response)
+        votes = await asyncio.gather(*(self._one_vote(messages, len(constraints)) for _ in range(self.settings.votes)))
+        satisfied = [sum(v[0][i] for v in votes) * 2 > len(votes) for i in range(len(constraints))]
+        return JudgeVerdict(satisfied, list(votes[0][1]), sum(v[2] for v in votes))
+
+    async def close(self) -> None:
+        await self.http.close()

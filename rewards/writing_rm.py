@@ -1,0 +1,133 @@
+"""Async client for a served discriminative writing reward model.
+
+Backends (``backend``):
+
+- ``vllm_classify``: vLLM ``POST /classify``, score = ``data[i].probs[-1]`` (raw logit with
+  ``use_activation: false``), the way verl scores its managed reward model;
+- ``vllm_pooling``: vLLM ``POST /pooling``, score = last value of ``data[i].data``;
+- ``sglang``: SGLang ``POST /v1/embeddings``, score = last value of ``data[i].embedding``.
+
+The base URL is an external server's (``url``) or, when verl serves the reward model
+(``reward.reward_model.enable=True``), verl's reward router (``reward_router_address``, "ip:port").
+The (prompt, response) pair is formatted as verl does: the prompt's chat messages plus an
+assistant turn, through the reward model's own chat template, leading BOS removed. Inputs longer
+than ``max_input_tokens`` keep their last tokens (the response end) and are counted as truncated.
+
+Concurrent ``score`` calls are gathered into micro-batches (list inputs) of up to
+``micro_batch_size``, waiting at most ``micro_batch_wait_ms`` for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rewards.http import HttpSettings, PooledClient, RetryableError, RewardCallError
+
+Backend = Literal["vllm_classify", "vllm_pooling", "sglang"]
+_PATHS = {"vllm_classify": "/classify", "vllm_pooling": "/pooling", "sglang": "/v1/embeddings"}
+
+
+@dataclass(frozen=True)
+class WritingRMSettings:
+    base_url: str
+    model: str
+    backend: Backend = "vllm_classify"
+    http: HttpSettings = HttpSettings()
+    max_input_tokens: int = 16384
+    micro_batch_size: int = 16
+    micro_batch_wait_ms: float = 2.0
+
+
+def _extract_scores(backend: Backend, body: Any, expected: int) -> list[float]:
+    """Scores in input order from a backend answer; RetryableError if it is malformed."""
+    try:
+        rows = sorted(body["data"], key=lambda row: row.get("index", 0))
+        if backend == "vllm_classify":
+            scores = [float(row["probs"][-1]) for row in rows]
+        elif backend == "vllm_pooling":
+            scores = [float(_last(row["data"])) for row in rows]
+        else:
+            scores = [float(row["embedding"][-1]) for row in rows]
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise RetryableError(f"malformed {backend} answer: {str(body)[:200]}") from err
+    if len(scores) != expected:
+        raise RetryableError(f"{backend} answered {len(scores)} scores for {expected} inputs")
+    return scores
+
+
+def _last(value: Any) -> float:
+    while isinstance(value, list):
+        value = value[-1]
+    return value
+
+
+class WritingRMClient:
+    """Scores (chat prompt, response) pairs; ``score`` raises RewardCallError when it cannot."""
+
+    def __init__(self, settings: WritingRMSettings, tokenizer):
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.http = PooledClient(settings.base_url, settings.http)
+        self.truncated = 0  # inputs cut to max_input_tokens so far
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._flush_scheduled = False
+
+    def format(self, messages: list[dict[str, str]], response: str) -> str:
+        """The reward model's input text, as verl builds it for its managed reward model."""
+        chat = list(messages) + [{"role": "assistant", "content": response}]
+        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if bos and text.startswith(bos):
+            text = text[len(bos) :]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.settings.max_input_tokens:
+            self.truncated += 1
+            text = self.tokenizer.decode(ids[-self.settings.max_input_tokens :])
+        return text
+
+    async def score(self, messages: list[dict[str, str]], response: str) -> float:
+        return await self.score_text(self.format(messages, response))
+
+    async def score_text(self, text: str) -> float:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if len(self._pending) >= self.settings.micro_batch_size:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(self.settings.micro_batch_wait_ms / 1000.0, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._pending:
+            batch = self._pending[: self.settings.micro_batch_size]
+            del self._pending[: self.settings.micro_batch_size]
+            asyncio.ensure_future(self._send(batch))
+
+    async def _send(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+        texts = [text for text, _ in batch]
+        payload: dict[str, Any] = {"model": self.settings.model, "input": texts}
+        if self.settings.backend == "vllm_classify":
+            payload["use_activation"] = False
+        try:
+            async for attempt in self.http.retrying():
+                with attempt:
+                    body = await self.http.post_json_once(_PATHS[self.settings.backend], payload)
+                    scores = _extract_scores(self.settings.backend, body, len(texts))
+        except Exception as err:  # every waiter learns why; nobody hangs
+            error = err if isinstance(err, RewardCallError) else RewardCallError(f"{type(err).__name__}: {err}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), value in zip(batch, scores):
+            if not future.done():
+                future.set_result(value)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+

@@ -1,0 +1,238 @@
+"""The `rlmr` reward manager, loaded by name through verl's own loader, on real DataProto rows,
+against real loopback servers: `rewards.serve_rm` serving a tiny locally built reward model, and
+a scripted OpenAI-compatible judge that can fail on cue."""
+
+import math
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+from hydra import compose, initialize_config_dir
+
+import recipe.rlmr
+from recipe.rlmr.tiny_assets import build_reward_model
+from rewards.fake_servers import FakeJudge
+from rewards.manager import EXTRA_INFO_KEYS
+from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
+from verl import DataProto
+from verl.trainer.ppo.reward import load_reward_manager
+
+CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tmp_path_factory):
+    return build_reward_model(tmp_path_factory.mktemp("tiny-rm"))
+
+
+@pytest.fixture(scope="module")
+def rm_server(rm_dir):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rewards.serve_rm", "--model", str(rm_dir), "--port", str(port), "--served-model-name", "tiny-rm", "--threads", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"serve_rm exited: {process.stderr.read()}")
+            try:
+                if requests.get(f"{url}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def judge():
+    with FakeJudge(keep_bodies=True) as server:
+        yield server
+
+
+def manager_for(rm_server, rm_dir, judge_url=None, raw=(), **rlmr_overrides):
+    overrides = [
+        f"reward.rlmr.writing_rm.url={rm_server}",
+        "reward.rlmr.writing_rm.model=tiny-rm",
+        f"reward.rlmr.writing_rm.tokenizer={rm_dir}",
+        "reward.rlmr.writing_rm.backoff_s=0.01",
+        "reward.rlmr.judge.backoff_s=0.01",
+        "reward.rlmr.judge.timeout_s=2",
+        "reward.rlmr.judge.model=judge",
+    ]
+    if judge_url:
+        overrides.append(f"reward.rlmr.judge.url={judge_url}")
+    overrides += [f"reward.rlmr.{key}={value}" for key, value in rlmr_overrides.items()] + list(raw)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = compose(config_name="rlmr_trainer", overrides=overrides)
+    from transformers import AutoTokenizer
+
+    policy_tokenizer = AutoTokenizer.from_pretrained(str(rm_dir))
+    return load_reward_manager(config, policy_tokenizer), policy_tokenizer
+
+
+def rows(tokenizer, samples):
+    """DataProto rows as verl's agent loop hands them to a reward manager, one per sample."""
+    out = []
+    for task, response, spec in samples:
+        messages = [{"role": "user", "content": task}]
+        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        prompt_ids = prompt_ids["input_ids"] if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys") else prompt_ids
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        pad = 4  # right padding on the response, as in verl's batches
+        responses = torch.tensor(response_ids + [tokenizer.pad_token_id] * pad)
+        attention = torch.tensor([1] * (len(prompt_ids) + len(response_ids)) + [0] * pad)
+        data = DataProto.from_dict(
+            tensors={"prompts": torch.tensor([prompt_ids]), "responses": responses[None], "attention_mask": attention[None]},
+            non_tensors={
+                "raw_prompt": np.array([messages], dtype=object),
+                "reward_model": np.array([{"style": "rule", "ground_truth": spec.to_ground_truth()}], dtype=object),
+                "data_source": np.array(["rlmr-test"], dtype=object),
+            },
+        )
+        out.append(data)
+    return out
+
+
+def run(manager, data_rows):
+    async def all_rows():
+        import asyncio
+
+        return await asyncio.gather(*(manager.run_single(row) for row in data_rows))
+
+    return manager.loop.run_until_complete(all_rows())
+
+
+POEM = "Write a poem about the sea in at most 12 words, and mention 'lantern'."
+SPEC = ConstraintSpec(
+    constraints=[
+        RuleConstraint(instruction_id="rlmr:word_range", kwargs={"max_words": 12}),
+        JudgeConstraint(text="The poem mentions 'lantern'."),
+    ]
+)
+GOOD = "A lantern sways above the grey and patient sea."
+LONG = "The sea the sea the sea, a lantern, " * 6
+NO_LANTERN = "Grey waves fold into the patient evening sea."
+
+
+def test_manager_scores_and_verifies_each_sample(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    results = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC), (POEM, LONG, SPEC), (POEM, NO_LANTERN, SPEC)]))
+    for result in results:
+        assert set(result["reward_extra_info"]) == set(EXTRA_INFO_KEYS)
+        assert result["reward_extra_info"]["reward_valid"] == 1, result
+        assert result["reward_score"] == result["reward_extra_info"]["writing_score"]
+    good, long, no_lantern = (r["reward_extra_info"] for r in results)
+    assert (good["constraints_ok"], good["rule_ok"], good["judge_ok"]) == (1, 1, 1)
+    assert (long["constraints_ok"], long["rule_ok"], long["failed_constraints"]) == (0, 0, "rlmr:word_range")
+    assert long["judge_calls"] == 0 and long["judge_calls_saved"] == 1  # short circuit: rules already failed
+    assert (no_lantern["constraints_ok"], no_lantern["judge_ok"], no_lantern["failed_constraints"]) == (0, 0, "judge:1")
+    assert judge.log.answered["ok"] == 2
+    # the served model's real scores, not constants: different responses, different scores
+    assert len({r["reward_score"] for r in results}) == 3
+
+
+def test_writing_score_matches_the_model_run_directly(rm_server, rm_dir, judge):
+    from transformers import AutoModelForSequenceClassification
+
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    model = AutoModelForSequenceClassification.from_pretrained(str(rm_dir)).eval()
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": POEM}, {"role": "assistant", "content": GOOD}], tokenize=False
+    )
+    with torch.no_grad():
+        expected = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits[0, -1].item()
+    assert result["reward_score"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_short_circuit_off_still_asks_the_judge(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, short_circuit="false")
+    [result] = run(manager, rows(tokenizer, [(POEM, LONG, SPEC)]))
+    assert result["reward_extra_info"]["judge_calls"] == 1 and result["reward_extra_info"]["judge_ok"] == 1
+
+
+@pytest.mark.parametrize("fault", ["status_5xx", "malformed", "truncated"])
+def test_judge_faults_are_retried(rm_server, rm_dir, judge, fault):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    judge.inject(**{fault: 2})
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert info["reward_valid"] == 1 and info["constraints_ok"] == 1
+    assert judge.log.requests == 3
+
+
+def test_judge_failing_for_good_is_invalid_not_zero(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    judge.inject(status_5xx=10)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert info["reward_valid"] == 0 and info["constraints_ok"] == 0 and "judge" in info["reward_error"]
+    assert judge.log.requests == 4  # 1 + max_retries
+    assert not math.isnan(info["writing_score"])  # the RM still answered; the sample is invalid anyway
+
+
+def test_hanging_judge_is_time_boxed(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, **{"judge.max_retries": 0})
+    judge.inject(hang=1)
+    start = time.perf_counter()
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    assert time.perf_counter() - start < 10
+    assert result["reward_extra_info"]["reward_valid"] == 0
+    assert "no answer within" in result["reward_extra_info"]["reward_error"]
+
+
+def test_unreachable_reward_model_is_invalid(rm_dir, judge):
+    manager, tokenizer = manager_for(f"http://127.0.0.1:{free_port()}", rm_dir, judge.url, **{"writing_rm.max_retries": 1})
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert info["reward_valid"] == 0 and math.isnan(info["writing_score"]) and "writing_rm" in info["reward_error"]
+    assert info["constraints_ok"] == 1  # the verdict itself was reached
+
+
+def test_sample_timeout_bounds_everything(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, sample_timeout_s=0.5, **{"judge.timeout_s": 30})
+    judge.inject(hang=1)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    assert result["reward_extra_info"]["reward_valid"] == 0
+    assert "sample_timeout_s" in result["reward_extra_info"]["reward_error"]
+    assert set(result["reward_extra_info"]) == set(EXTRA_INFO_KEYS)
+
+
+def test_judge_prompt_puts_the_shared_part_first(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, short_circuit="false")
+    run(manager, rows(tokenizer, [(POEM, GOOD, SPEC), (POEM, NO_LANTERN, SPEC)]))
+    first, second = (body["messages"] for body in judge.log.bodies)
+    assert first[0] == second[0]
+    shared = first[1]["content"].split("## Response")[0]
+    assert second[1]["content"].startswith(shared) and POEM in shared
+
+
+def test_missing_judge_with_judge_constraints_is_invalid(rm_server, rm_dir):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge_url=None)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    assert result["reward_extra_info"]["reward_valid"] == 0
+    assert "reward.rlmr.judge.url" in result["reward_extra_info"]["reward_error"]
+
+
+def test_misspelled_setting_is_a_clear_error(rm_server, rm_dir):
+    with pytest.raises(ValueError, match="reward.rlmr"):
+        manager_for(rm_server, rm_dir, raw=["+reward.rlmr.writing_rm.timeout=3"])
