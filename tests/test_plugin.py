@@ -46,6 +46,24 @@ def test_import_verl_registers_the_estimator_and_v1_import_installs_the_trainers
     assert "separate_async recipe.rlmr.trainer RLMRTrainerSeparateAsync" in out
 
 
+def test_reward_manager_registers_when_verl_loads_its_registry(tmp_path):
+    out = check(
+        run_python(
+            """
+            import sys
+            import verl
+            print("registry imported by the plugin:", "verl.experimental.reward_loop.reward_manager" in sys.modules)
+            from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+            cls = get_reward_manager_cls("rlmr")
+            print(cls.__module__, cls.__name__)
+            """,
+            cwd=tmp_path,
+        )
+    )
+    assert "registry imported by the plugin: False" in out
+    assert "rewards.manager RLMRRewardManager" in out
+
+
 def test_importing_the_trainer_module_first_also_installs(tmp_path):
     out = check(
         run_python(

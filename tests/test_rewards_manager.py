@@ -3,20 +3,15 @@ against real loopback servers: `rewards.serve_rm` serving a tiny locally built r
 a scripted OpenAI-compatible judge that can fail on cue."""
 
 import math
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import torch
 from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
-from recipe.rlmr.tiny_assets import build_reward_model
 from rewards.fake_servers import FakeJudge
 from rewards.manager import EXTRA_INFO_KEYS
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
@@ -24,42 +19,6 @@ from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def rm_dir(tmp_path_factory):
-    return build_reward_model(tmp_path_factory.mktemp("tiny-rm"))
-
-
-@pytest.fixture(scope="module")
-def rm_server(rm_dir):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rewards.serve_rm", "--model", str(rm_dir), "--port", str(port), "--served-model-name", "tiny-rm", "--threads", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError(f"serve_rm exited: {process.stderr.read()}")
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -200,8 +159,8 @@ def test_hanging_judge_is_time_boxed(rm_server, rm_dir, judge):
     assert "no answer within" in result["reward_extra_info"]["reward_error"]
 
 
-def test_unreachable_reward_model_is_invalid(rm_dir, judge):
-    manager, tokenizer = manager_for(f"http://127.0.0.1:{free_port()}", rm_dir, judge.url, **{"writing_rm.max_retries": 1})
+def test_unreachable_reward_model_is_invalid(rm_dir, judge, closed_port):
+    manager, tokenizer = manager_for(f"http://127.0.0.1:{closed_port}", rm_dir, judge.url, **{"writing_rm.max_retries": 1})
     [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
     info = result["reward_extra_info"]
     assert info["reward_valid"] == 0 and math.isnan(info["writing_score"]) and "writing_rm" in info["reward_error"]
