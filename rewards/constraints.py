@@ -107,6 +107,7 @@ def known_instruction_ids() -> frozenset[str]:
     return frozenset(_ifeval()[0]) | frozenset(_RLMR_CHECKS)
 
 
+@functools.lru_cache(maxsize=None)
 def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
     return {name: p for name, p in inspect.signature(function).parameters.items() if name not in ("self", "response")}
 
@@ -136,7 +137,7 @@ def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
     if instruction_id not in registry:
         raise ValueError(f"unknown instruction id {instruction_id!r}")
     instruction = registry[instruction_id](instruction_id)
-    allowed = _parameters(instruction.build_description)
+    allowed = _parameters(registry[instruction_id].build_description)
     unknown = sorted(set(kwargs) - set(allowed))
     # IFEval fills a missing kwarg with a random value, which would make the check meaningless.
     missing = sorted(name for name in allowed if kwargs.get(name) in (None, "", []) and name != "prompt")

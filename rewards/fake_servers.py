@@ -7,11 +7,15 @@ the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, or hang. ``F
 vLLM ``/classify`` with a score derived from the text. Both can hold a fixed service time and a
 concurrency cap (``slots``), which is what the throughput benchmark needs.
 
-Servers run on their own event loop in a daemon thread: ``with FakeJudge(...) as judge: judge.url``.
+Servers run on their own event loop in a daemon thread: ``with FakeJudge(...) as judge: judge.url``,
+or in a process of their own (what the benchmark does, so they do not share the client's GIL):
+
+    python -m rewards.fake_servers judge --port N --service-ms 150 --slots 64
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -102,13 +106,20 @@ class _LoopbackServer:
             finally:
                 self.log.in_flight -= 1
 
-    async def _start(self) -> None:
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _stats(self, _: web.Request) -> web.Response:
+        log = self.log
+        return web.json_response({"requests": log.requests, "max_in_flight": log.max_in_flight, "answered": dict(log.answered)})
+
+    async def _start(self, port: int = 0) -> None:
         self._semaphore = asyncio.Semaphore(self.slots)
         app = web.Application()
-        app.add_routes(self.routes() + [web.get("/health", lambda _: web.Response(text="ok"))])
+        app.add_routes(self.routes() + [web.get("/health", self._health), web.get("/stats", self._stats)])
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
@@ -169,3 +180,21 @@ class FakeRM(_LoopbackServer):
 
     async def _classify(self, request: web.Request) -> web.Response:
         return await self._serve(request, self.answer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a scripted loopback server in the foreground.")
+    parser.add_argument("kind", choices=["judge", "rm"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--service-ms", type=float, default=0.0)
+    parser.add_argument("--slots", type=int, default=1024)
+    args = parser.parse_args()
+    server = (FakeJudge if args.kind == "judge" else FakeRM)(args.service_ms / 1000, args.slots)
+    loop = server._loop
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(server._start(args.port))
+    loop.run_forever()
+
+
+if __name__ == "__main__":
+    main()

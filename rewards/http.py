@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+T = TypeVar("T")
 
 
 class RewardCallError(RuntimeError):
@@ -54,13 +57,26 @@ class PooledClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    def retrying(self) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=wait_exponential_jitter(initial=self.settings.backoff_s, max=self.settings.backoff_max_s),
-            retry=retry_if_exception(lambda err: isinstance(err, RetryableError)),
-            reraise=True,
-        )
+    def backoff_s(self, retry: int) -> float:
+        """Wait before retry number ``retry`` (1-based): exponential, capped, plus up to 100% jitter."""
+        base = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** (retry - 1))
+        return base + random.uniform(0, base)
+
+    async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, raises a non-retryable error, or retries run out.
+
+        A plain loop rather than tenacity's AsyncRetrying: at 1024 concurrent judge calls the
+        latter's per-attempt bookkeeping cost ~0.5 ms of event-loop time per call, which was the
+        largest client-side cost in benchmarks/reward_throughput.py.
+        """
+        for retry in range(self.settings.max_retries + 1):
+            try:
+                return await attempt()
+            except RetryableError:
+                if retry == self.settings.max_retries:
+                    raise
+            await asyncio.sleep(self.backoff_s(retry + 1))
+        raise AssertionError("unreachable")
 
     async def post_json_once(self, path: str, payload: dict[str, Any]) -> Any:
         """One attempt: POST, bounded by the semaphore and the per-attempt timeout."""

@@ -113,15 +113,17 @@ class ConstraintJudge:
             "max_tokens": self.settings.max_tokens,
         }
         calls = 0
-        async for attempt in self.http.retrying():
-            with attempt:
-                body = await self.http.post_json_once("/v1/chat/completions", payload)
-                calls += 1
-                try:
-                    content = body["choices"][0]["message"]["content"]
-                    satisfied, reasons = parse_verdict(content or "", num_constraints)
-                except (KeyError, IndexError, TypeError, ValueError) as err:
-                    raise RetryableError(f"unusable judge answer: {err}") from err
+
+        async def attempt() -> tuple[list[bool], list[str]]:
+            nonlocal calls
+            body = await self.http.post_json_once("/v1/chat/completions", payload)
+            calls += 1
+            try:
+                return parse_verdict(body["choices"][0]["message"]["content"] or "", num_constraints)
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                raise RetryableError(f"unusable judge answer: {err}") from err
+
+        satisfied, reasons = await self.http.with_retries(attempt)
         return satisfied, reasons, calls
 
     async def verify(self, task: str, constraints: list[str], response: str) -> JudgeVerdict:

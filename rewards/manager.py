@@ -27,6 +27,7 @@ Configuration lives under ``reward.rlmr`` (see ``RLMRRewardConfig``; every key i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -113,6 +114,12 @@ class RLMRRewardConfig(_Strict):
             raise ValueError(f"invalid reward.rlmr config: {err}") from err
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_spec(ground_truth: str) -> ConstraintSpec:
+    """Specs are parsed once per prompt, not once per sample (the n samples of a group share one)."""
+    return ConstraintSpec.parse(ground_truth)
+
+
 def _words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
@@ -194,7 +201,8 @@ class RLMRRewardManager(RewardManagerBase):
         messages = [dict(m) for m in item.non_tensor_batch["raw_prompt"]]
         writing = asyncio.ensure_future(self._timed(self.writing_rm.score(messages, response)))
         try:
-            spec = ConstraintSpec.parse(item.non_tensor_batch["reward_model"]["ground_truth"])
+            ground_truth = item.non_tensor_batch["reward_model"]["ground_truth"]
+            spec = _parse_spec(ground_truth) if isinstance(ground_truth, str) else ConstraintSpec.parse(ground_truth)
         except (KeyError, ValueError) as err:
             writing.cancel()
             raise ValueError(f"row has no usable constraint spec in reward_model.ground_truth: {err}") from err
@@ -235,6 +243,12 @@ class RLMRRewardManager(RewardManagerBase):
         info["constraints_ok"] = int(not failed and info["judge_ok"] == 1)
         info["reward_valid"] = int(not errors and verdict_known)
         info["reward_error"] = "; ".join(errors)
+
+    async def close(self) -> None:
+        """Close the pooled HTTP sessions (verl keeps managers for the whole run; tests and tools call this)."""
+        await self.writing_rm.close()
+        if self.judge is not None:
+            await self.judge.close()
 
     @staticmethod
     async def _timed(coroutine):

@@ -81,6 +81,10 @@ class WritingRMClient:
         bos = getattr(self.tokenizer, "bos_token", None)
         if bos and text.startswith(bos):
             text = text[len(bos) :]
+        # Byte-level BPE and byte-fallback tokenizers spend at least one byte per token, so a
+        # text with no more bytes than the limit cannot be over it: skip tokenizing it.
+        if len(text.encode("utf-8")) <= self.settings.max_input_tokens:
+            return text
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > self.settings.max_input_tokens:
             self.truncated += 1
@@ -112,11 +116,12 @@ class WritingRMClient:
         payload: dict[str, Any] = {"model": self.settings.model, "input": texts}
         if self.settings.backend == "vllm_classify":
             payload["use_activation"] = False
+        async def attempt() -> list[float]:
+            body = await self.http.post_json_once(_PATHS[self.settings.backend], payload)
+            return _extract_scores(self.settings.backend, body, len(texts))
+
         try:
-            async for attempt in self.http.retrying():
-                with attempt:
-                    body = await self.http.post_json_once(_PATHS[self.settings.backend], payload)
-                    scores = _extract_scores(self.settings.backend, body, len(texts))
+            scores = await self.http.with_retries(attempt)
         except Exception as err:  # every waiter learns why; nobody hangs
             error = err if isinstance(err, RewardCallError) else RewardCallError(f"{type(err).__name__}: {err}")
             for _, future in batch:

@@ -1,0 +1,181 @@
+"""Reward throughput of the `rlmr` reward manager against loopback servers with fixed service times.
+
+    python benchmarks/reward_throughput.py [--prompts 128] [--samples 8] [--rm-ms 20] [--rm-slots 32]
+                                           [--judge-ms 150] [--judge-slots 64]
+
+1024 trajectories (128 prompts x 8) go through the real manager, loaded by name through verl's
+loader, all in flight at once as verl's reward loop sends them. Every prompt carries a rule
+constraint that passes and a free-text one, so every sample needs both backends. The scripted
+servers (rewards.fake_servers) hold each request for a fixed time with a fixed number of slots.
+
+Printed: wall time; the ideal time (the slower backend's requests x service time / slots, with the
+RM's requests counted after micro-batching); their ratio (ideal / wall, 1.0 is perfect); and the
+wall time of a baseline that awaits the RM and then the judge for each sample (samples still
+concurrent), with the speed-up over it. Measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from hydra import compose, initialize_config_dir
+
+import recipe.rlmr
+from recipe.rlmr.tiny_assets import build_tokenizer
+from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
+from verl import DataProto
+from verl.trainer.ppo.reward import load_reward_manager
+
+TASK = "Write a four-line poem about the harbour at night. Mention 'lantern'. At most 60 words."
+SPEC = ConstraintSpec(
+    constraints=[
+        RuleConstraint(instruction_id="rlmr:word_range", kwargs={"max_words": 60}),
+        JudgeConstraint(text="The poem mentions 'lantern'."),
+    ]
+)
+
+
+def make_rows(tokenizer, prompts: int, samples: int) -> list[DataProto]:
+    messages = [{"role": "user", "content": TASK}]
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    prompt_ids = list(prompt_ids["input_ids"]) if hasattr(prompt_ids, "keys") else list(prompt_ids)
+    rows = []
+    for p in range(prompts):
+        for s in range(samples):
+            response = f"Lantern {p}-{s} on the water,\nropes asleep,\ngulls counting boats,\nthe tide keeps time."
+            ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            rows.append(
+                DataProto.from_dict(
+                    tensors={
+                        "prompts": torch.tensor([prompt_ids]),
+                        "responses": torch.tensor([ids]),
+                        "attention_mask": torch.ones(1, len(prompt_ids) + len(ids), dtype=torch.int64),
+                    },
+                    non_tensors={
+                        "raw_prompt": np.array([messages], dtype=object),
+                        "reward_model": np.array([{"style": "rule", "ground_truth": SPEC.to_ground_truth()}], dtype=object),
+                        "data_source": np.array(["bench"], dtype=object),
+                    },
+                )
+            )
+    return rows
+
+
+@contextlib.contextmanager
+def server_process(kind: str, service_ms: float, slots: int):
+    """A scripted server in its own process (it must not share the client's GIL); yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "rewards.fake_servers", kind, "--port", str(port), "--service-ms", str(service_ms), "--slots", str(slots)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{url}/health", timeout=1).ok:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def requests_served(url: str) -> int:
+    return requests.get(f"{url}/stats", timeout=5).json()["requests"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--rm-ms", type=float, default=20.0)
+    parser.add_argument("--rm-slots", type=int, default=32)
+    parser.add_argument("--judge-ms", type=float, default=150.0)
+    parser.add_argument("--judge-slots", type=int, default=64)
+    parser.add_argument("--micro-batch-size", type=int, default=16)
+    parser.add_argument(
+        "--client-overcommit", type=float, default=2.0,
+        help="client in-flight cap = slots x this: a queue at the server keeps its slots busy while the client works",
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="rlmr-bench-"))
+    tokenizer = build_tokenizer(workdir / "tokenizer")
+    rows = make_rows(tokenizer, args.prompts, args.samples)
+    total = len(rows)
+
+    with server_process("rm", args.rm_ms, args.rm_slots) as rm_url, server_process("judge", args.judge_ms, args.judge_slots) as judge_url:
+        overrides = [
+            f"reward.rlmr.writing_rm.url={rm_url}",
+            "reward.rlmr.writing_rm.model=bench-rm",
+            f"reward.rlmr.writing_rm.tokenizer={workdir / 'tokenizer'}",
+            f"reward.rlmr.writing_rm.max_concurrency={int(args.rm_slots * args.client_overcommit)}",
+            f"reward.rlmr.writing_rm.micro_batch_size={args.micro_batch_size}",
+            f"reward.rlmr.judge.url={judge_url}",
+            "reward.rlmr.judge.model=bench-judge",
+            f"reward.rlmr.judge.max_concurrency={int(args.judge_slots * args.client_overcommit)}",
+        ]
+        config_dir = str(Path(recipe.rlmr.__file__).parent / "config")
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            config = compose(config_name="rlmr_trainer", overrides=overrides)
+        manager = load_reward_manager(config, tokenizer)
+        loop = manager.loop
+
+        async def concurrent():
+            return await asyncio.gather(*(manager.run_single(row) for row in rows))
+
+        loop.run_until_complete(manager.run_single(rows[0]))  # warm-up: sessions, IFEval import
+        rm_before, judge_before = requests_served(rm_url), requests_served(judge_url)
+        start = time.perf_counter()
+        results = loop.run_until_complete(concurrent())
+        wall = time.perf_counter() - start
+        rm_requests = requests_served(rm_url) - rm_before
+        judge_requests = requests_served(judge_url) - judge_before
+        assert all(r["reward_extra_info"]["reward_valid"] == 1 for r in results), "a reward failed"
+        assert all(r["reward_extra_info"]["constraints_ok"] == 1 for r in results)
+
+        async def one_after_the_other(row):
+            # the same clients, but the judge waits for the RM answer of its sample
+            item = row[-1]
+            messages = list(item.non_tensor_batch["raw_prompt"])
+            response = tokenizer.decode(item.batch["responses"], skip_special_tokens=True)
+            await manager.writing_rm.score(messages, response)
+            await manager.judge.verify(TASK, [c.text for c in SPEC.judged], response)
+
+        async def baseline():
+            await asyncio.gather(*(one_after_the_other(row) for row in rows))
+
+        start = time.perf_counter()
+        loop.run_until_complete(baseline())
+        baseline_wall = time.perf_counter() - start
+        loop.run_until_complete(manager.close())
+
+    rm_work = math.ceil(rm_requests / args.rm_slots) * args.rm_ms / 1000
+    judge_work = math.ceil(judge_requests / args.judge_slots) * args.judge_ms / 1000
+    ideal = max(rm_work, judge_work)
+    print(f"{total} trajectories ({args.prompts} prompts x {args.samples}), all needing RM and judge; "
+          f"client in-flight caps {args.client_overcommit:g}x the server slots")
+    print(f"  writing RM : {args.rm_ms:.0f} ms x {rm_requests} requests (micro-batches of {args.micro_batch_size}) / {args.rm_slots} slots = {rm_work:.2f} s")
+    print(f"  judge      : {args.judge_ms:.0f} ms x {judge_requests} requests / {args.judge_slots} slots = {judge_work:.2f} s")
+    print(f"  wall time            {wall:.2f} s")
+    print(f"  ideal time           {ideal:.2f} s")
+    print(f"  ideal / wall         {ideal / wall:.3f}  (target >= 0.85)")
+    print(f"  RM-then-judge wall   {baseline_wall:.2f} s  -> speed-up {baseline_wall / wall:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
