@@ -10,8 +10,8 @@ servers (rewards.fake_servers) hold each request for a fixed time with a fixed n
 
 Printed: wall time; the ideal time (the slower backend's requests x service time / slots, with the
 RM's requests counted after micro-batching); their ratio (ideal / wall, 1.0 is perfect); and the
-wall time of a baseline that awaits the RM and then the judge for each sample (samples still
-concurrent), with the speed-up over it. Measured in one run.
+wall time of a baseline, the same manager with ``reward.rlmr.overlap_backends=false``, which awaits
+the RM and then the judge for each sample (samples still concurrent), with the speed-up over it. Measured in one run.
 """
 
 from __future__ import annotations
@@ -94,6 +94,12 @@ def server_process(kind: str, service_ms: float, slots: int):
         process.wait(timeout=10)
 
 
+def compose_config(overrides: list[str]):
+    config_dir = str(Path(recipe.rlmr.__file__).parent / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose(config_name="rlmr_trainer", overrides=overrides)
+
+
 def requests_served(url: str) -> int:
     return requests.get(f"{url}/stats", timeout=5).json()["requests"]
 
@@ -129,10 +135,7 @@ def main() -> None:
             "reward.rlmr.judge.model=bench-judge",
             f"reward.rlmr.judge.max_concurrency={int(args.judge_slots * args.client_overcommit)}",
         ]
-        config_dir = str(Path(recipe.rlmr.__file__).parent / "config")
-        with initialize_config_dir(config_dir=config_dir, version_base=None):
-            config = compose(config_name="rlmr_trainer", overrides=overrides)
-        manager = load_reward_manager(config, tokenizer)
+        manager = load_reward_manager(compose_config(overrides), tokenizer)
         loop = manager.loop
 
         async def concurrent():
@@ -148,21 +151,19 @@ def main() -> None:
         assert all(r["reward_extra_info"]["reward_valid"] == 1 for r in results), "a reward failed"
         assert all(r["reward_extra_info"]["constraints_ok"] == 1 for r in results)
 
-        async def one_after_the_other(row):
-            # the same clients, but the judge waits for the RM answer of its sample
-            item = row[-1]
-            messages = list(item.non_tensor_batch["raw_prompt"])
-            response = tokenizer.decode(item.batch["responses"], skip_special_tokens=True)
-            await manager.writing_rm.score(messages, response)
-            await manager.judge.verify(TASK, [c.text for c in SPEC.judged], response)
+        # Baseline: the same manager, but each sample waits for its RM score before its verdict.
+        sequential = load_reward_manager(
+            compose_config(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer
+        )
 
         async def baseline():
-            await asyncio.gather(*(one_after_the_other(row) for row in rows))
+            return await asyncio.gather(*(sequential.run_single(row) for row in rows))
 
         start = time.perf_counter()
         loop.run_until_complete(baseline())
         baseline_wall = time.perf_counter() - start
         loop.run_until_complete(manager.close())
+        loop.run_until_complete(sequential.close())
 
     rm_work = math.ceil(rm_requests / args.rm_slots) * args.rm_ms / 1000
     judge_work = math.ceil(judge_requests / args.judge_slots) * args.judge_ms / 1000

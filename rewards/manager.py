@@ -101,6 +101,7 @@ class RLMRRewardConfig(_Strict):
     judge: JudgeConfig = JudgeConfig()
     short_circuit: bool = True
     sample_timeout_s: float = Field(600.0, gt=0)
+    overlap_backends: bool = True
 
     @classmethod
     def from_verl(cls, config: Any) -> "RLMRRewardConfig":
@@ -200,6 +201,8 @@ class RLMRRewardManager(RewardManagerBase):
     async def _score(self, item, response: str, info: dict[str, Any]) -> None:
         messages = [dict(m) for m in item.non_tensor_batch["raw_prompt"]]
         writing = asyncio.ensure_future(self._timed(self.writing_rm.score(messages, response)))
+        if not self.settings.overlap_backends:  # RM first, then the verdict (for measurement)
+            await asyncio.wait([writing])
         try:
             ground_truth = item.non_tensor_batch["reward_model"]["ground_truth"]
             spec = _parse_spec(ground_truth) if isinstance(ground_truth, str) else ConstraintSpec.parse(ground_truth)
