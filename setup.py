@@ -39,5 +39,6 @@ setup(
         # `import verl` loads every entry point of this group in every process (driver, TaskRunner,
         # workers), which is how `algorithm.adv_estimator=rlmr` becomes known everywhere.
         "verl.plugins": ["rlmr = recipe.rlmr.plugin"],
+        "console_scripts": ["rlmr-data-prep = data_prep.cli:main"],
     },
 )

@@ -1,2 +1,1 @@
-"""Data prep CLI: prompt collections to verl parquet with constraint specs. Not built yet
-(see the data prep issue)."""
+"""Data prep CLI: prompt collections to verl parquet with constraint specs (`python -m data_prep`)."""

@@ -2,7 +2,8 @@
 
 IFEval ids (``length_constraints:number_words``, ``keywords:existence``, ...) are checked by
 lm-eval's own implementation (``lm_eval.tasks.ifeval``) with IFEval's strict semantics: the same
-function lm-eval scores IFEval with. Its NLTK data comes from ``rewards.nltk_data`` (offline).
+function lm-eval scores IFEval with. Its NLTK data comes from ``rewards.nltk_data`` (offline), and
+langdetect is seeded so language checks give the same answer every time.
 
 Ours, for what creative prompts ask and IFEval lacks (kwargs in brackets, bounds inclusive):
 
@@ -37,7 +38,12 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-
 def _ifeval():
     """lm-eval's IFEval modules, imported once, after the offline NLTK data is in place."""
     ensure_punkt_tab()
+    from langdetect import DetectorFactory
     from lm_eval.tasks.ifeval import instructions_registry, utils
+
+    # langdetect samples at random unless seeded: without this the same response could pass
+    # IFEval's language and lowercase checks on one call and fail on the next.
+    DetectorFactory.seed = 0
 
     return instructions_registry.INSTRUCTION_DICT, utils.test_instruction_following_strict
 
