@@ -1,9 +1,14 @@
-"""Shared fixtures: a tiny reward model built on the spot and `rewards.serve_rm` serving it."""
+"""Shared fixtures: a tiny reward model built on the spot, `rewards.serve_rm` serving it, and a
+private Ray + TransferQueue."""
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 
 import pytest
 import requests
@@ -53,3 +58,31 @@ def rm_server(rm_dir):
 def closed_port():
     """A loopback port nothing listens on."""
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def transfer_queue():
+    """A private local Ray (own namespace and temp dir) with a one-unit TransferQueue."""
+    temp_dir = tempfile.mkdtemp(prefix="rlmr-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    ray.init(
+        address="local",
+        namespace=f"rlmr-test-{uuid.uuid4().hex[:8]}",
+        num_cpus=4,  # logical: the controller and the storage unit each ask for one
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+    )
+    try:
+        tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+        yield
+    finally:
+        try:
+            tq.close()
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -261,3 +261,50 @@ def test_groups_with_an_invalid_reward_get_zero_and_others_are_untouched(batch, 
         rows = index == uid
         expected = torch.zeros_like(without[rows]) if not valid[rows].all() else without[rows]
         torch.testing.assert_close(with_flags[rows], expected)
+
+
+def _mode_config(mode, weight=1.0):
+    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "rlmr": {"gamma": 1.0, "mode": mode, "fixed_weight": weight}})
+
+
+# group "a": a violator with the best writing score; group "b": everyone violates
+MODE_SCORES = [10.0, 1.0, 2.0, 3.0, 5.0, 6.0]
+MODE_OK = [0, 1, 1, 1, 0, 0]
+MODE_INDEX = ["a", "a", "a", "a", "b", "b"]
+
+
+def _mode_advantages(mode, weight=1.0, valid=None):
+    rewards = torch.zeros(6, 1)
+    rewards[:, 0] = torch.tensor(MODE_SCORES)
+    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(6, 1), MODE_INDEX, MODE_OK, config=_mode_config(mode, weight), reward_valid=valid)
+    return adv[:, 0]
+
+
+def test_modes_give_the_advantages_they_promise():
+    rlmr = _mode_advantages("rlmr")
+    assert rlmr[0] < 0 and torch.all(rlmr[4:] == 0)  # RLMR: the well-written violator is pushed down
+    writing = _mode_advantages("writing_only")
+    assert writing[0] == writing[:4].max() > 0 and writing[4] < 0 < writing[5]  # verdicts ignored
+    verifier = _mode_advantages("verifier_only")
+    assert verifier[0] < 0 and torch.allclose(verifier[1:4], verifier[1].expand(3)) and torch.all(verifier[4:] == 0)
+    fixed = _mode_advantages("fixed_weight", weight=1.0)
+    assert fixed[0] > 0  # a fixed weight cannot promise anything: the violator keeps a positive advantage
+    assert _mode_advantages("fixed_weight", weight=100.0)[0] < 0  # unless the weight dwarfs the score range
+    torch.testing.assert_close(_mode_advantages("writing_only"), get_grpo(MODE_SCORES, MODE_INDEX))
+
+
+def get_grpo(scores, index):
+    rewards = torch.zeros(len(scores), 1)
+    rewards[:, 0] = torch.tensor(scores)
+    return compute_grpo_outcome_advantage(rewards, torch.ones(len(scores), 1), np.array(index, dtype=object))[0][:, 0]
+
+
+@pytest.mark.parametrize("mode", ["rlmr", "writing_only", "verifier_only", "fixed_weight"])
+def test_every_mode_silences_groups_with_an_invalid_reward(mode):
+    advantages = _mode_advantages(mode, valid=[1, 0, 1, 1, 1, 1])
+    assert torch.all(advantages[:4] == 0)
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="algorithm.rlmr.mode"):
+        _mode_advantages("vibes")

@@ -5,9 +5,6 @@ Trajectories are written to TransferQueue the way verl's agent loop writes them 
 the trainer's ``_compute_advantage`` runs and the advantages are read back from TransferQueue.
 """
 
-import os
-import shutil
-import tempfile
 import uuid
 
 import numpy as np
@@ -17,7 +14,6 @@ from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.ray
 
-ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 
 from recipe.rlmr.advantage import compute_rlmr_outcome_advantage  # noqa: E402
@@ -25,30 +21,6 @@ from recipe.rlmr.trainer import RLMRTrainerSync  # noqa: E402
 from recipe.rlmr.verdicts import MissingVerdictError  # noqa: E402
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def transfer_queue():
-    """A private local Ray (own namespace and temp dir) with a one-unit TransferQueue."""
-    temp_dir = tempfile.mkdtemp(prefix="rlmr-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    os.environ.pop("RAY_ADDRESS", None)
-    ray.init(
-        address="local",
-        namespace=f"rlmr-test-{uuid.uuid4().hex[:8]}",
-        num_cpus=4,  # logical: the controller and the storage unit each ask for one
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-    )
-    try:
-        tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-        yield
-    finally:
-        try:
-            tq.close()
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def algorithm_config(adv_estimator="rlmr", gamma=1.0, norm=True, n=4):

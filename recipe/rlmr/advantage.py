@@ -144,6 +144,16 @@ class RLMRSettings:
     gamma: float
     epsilon: float
     norm_adv_by_std_in_grpo: bool
+    mode: str = "rlmr"
+    fixed_weight: float = 1.0
+
+
+# The paper's ablations, selectable with algorithm.rlmr.mode; all share the group normalisation:
+#   rlmr           penalised writing scores r' (this module's docstring)
+#   writing_only   writing scores r, verdicts ignored (the reward-hacking baseline)
+#   verifier_only  the verdict alone, 1 compliant / 0 violating
+#   fixed_weight   r + w * verdict, w = algorithm.rlmr.fixed_weight (a high-scoring violator can stay positive)
+MODES = ("rlmr", "writing_only", "verifier_only", "fixed_weight")
 
 
 def _get(section: Any, key: str) -> Any:
@@ -157,7 +167,7 @@ def rlmr_settings(
 ) -> RLMRSettings:
     """Estimator settings: ``config`` (verl's ``algorithm`` section) wins over the arguments.
 
-    Reads ``algorithm.rlmr.gamma``, ``algorithm.rlmr.epsilon`` and
+    Reads ``algorithm.rlmr.{gamma,epsilon,mode,fixed_weight}`` and
     ``algorithm.norm_adv_by_std_in_grpo``; a key that is absent or null keeps the argument.
     """
     rlmr = _get(config, "rlmr")
@@ -166,10 +176,26 @@ def rlmr_settings(
         gamma=float(pick(_get(rlmr, "gamma"), gamma)),
         epsilon=float(pick(_get(rlmr, "epsilon"), epsilon)),
         norm_adv_by_std_in_grpo=bool(pick(_get(config, "norm_adv_by_std_in_grpo"), norm_adv_by_std_in_grpo)),
+        mode=str(pick(_get(rlmr, "mode"), "rlmr")),
+        fixed_weight=float(pick(_get(rlmr, "fixed_weight"), 1.0)),
     )
     if settings.gamma < 0 or settings.epsilon < 0:
         raise ValueError(f"algorithm.rlmr.gamma and algorithm.rlmr.epsilon must be >= 0, got {settings}")
+    if settings.mode not in MODES:
+        raise ValueError(f"algorithm.rlmr.mode must be one of {MODES}, got {settings.mode!r}")
     return settings
+
+
+def _mode_values(settings: RLMRSettings, scores: torch.Tensor, penalty: GroupPenalty) -> torch.Tensor:
+    compliant = (~penalty.violates).to(_COMPUTE_DTYPE)
+    raw = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)
+    if settings.mode == "rlmr":
+        return penalty.penalized
+    if settings.mode == "writing_only":
+        return raw
+    if settings.mode == "verifier_only":
+        return compliant
+    return raw + settings.fixed_weight * compliant
 
 
 def compute_rlmr_outcome_advantage(
@@ -208,11 +234,13 @@ def compute_rlmr_outcome_advantage(
         scores = token_level_rewards.sum(dim=-1)  # [B], summed in the input dtype like verl's GRPO
         penalty = group_penalty(scores, constraints_ok, index, settings.gamma)
         num_groups = penalty.size.numel()
-        mean, std = _group_mean_std(penalty.penalized, penalty.group, num_groups)  # [G], [G]
-        centered = penalty.penalized - mean[penalty.group]  # [B]
+        values = _mode_values(settings, scores, penalty)  # [B] float64, what GRPO normalises
+        mean, std = _group_mean_std(values, penalty.group, num_groups)  # [G], [G]
+        centered = values - mean[penalty.group]  # [B]
         advantage = centered / (std[penalty.group] + settings.epsilon) if settings.norm_adv_by_std_in_grpo else centered
-        # k = n: nothing compliant to prefer, so nobody is pushed up (or down).
-        silenced = penalty.all_violate | invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
+        silenced = invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
+        if settings.mode == "rlmr":  # k = n: nothing compliant to prefer, so nobody is pushed up (or down)
+            silenced = silenced | penalty.all_violate
         advantage = torch.where(silenced[penalty.group], torch.zeros_like(advantage), advantage)
         advantages = advantage.to(device=token_level_rewards.device, dtype=token_level_rewards.dtype)
         advantages = advantages.unsqueeze(-1) * response_mask  # [B, T]

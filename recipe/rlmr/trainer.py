@@ -9,9 +9,13 @@ overrides exactly one method, ``_compute_advantage``:
 
 - for any estimator other than ``rlmr`` it calls verl's method unchanged;
 - for ``rlmr`` it reads ``constraints_ok`` (and ``reward_valid``, when present) from each
-  trajectory's ``reward_extra_info`` in TransferQueue (as verl's replay buffer reads its DAPO metric), supplies the verdicts to the
-  estimator for this one call (``recipe.rlmr.verdicts``), runs verl's own advantage step (KL in
-  reward, rollout correction, write-back stay verl's), and logs ``rlmr/*`` metrics.
+  trajectory's ``reward_extra_info`` in TransferQueue (as verl's replay buffer reads its DAPO
+  metric), supplies the verdicts to the estimator for this one call (``recipe.rlmr.verdicts``),
+  runs verl's own advantage step (KL in reward, rollout correction, write-back stay verl's), and
+  logs ``rlmr/*`` metrics.
+
+It also overrides ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=rlmr`` it returns
+verl's buffer class extended with RLMR's group filter (``recipe.rlmr.replay_buffer``).
 
 This keeps ``python -m verl.trainer.main_ppo algorithm.adv_estimator=rlmr`` working with no
 extra key, in all three modes. The plugin installs the classes lazily, when
@@ -26,7 +30,10 @@ from collections.abc import MutableMapping
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
 
+from recipe.rlmr.group_filter import GroupFilterSettings
+from recipe.rlmr.metrics import reward_metrics
 from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
+from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
@@ -35,8 +42,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 logger = logging.getLogger(__name__)
 
 
-def fetch_verdicts(batch: KVBatchMeta):
-    """([B] constraints_ok, [B] reward_valid) of the trajectories in ``batch``, in ``batch.keys`` order."""
+def fetch_reward_extra_infos(batch: KVBatchMeta) -> list:
+    """Each trajectory's ``reward_extra_info`` (None where absent), in ``batch.keys`` order."""
     # Trajectory keys are "{uid}_{session}_{output}". An agent loop with several outputs per
     # session (multi-turn) would make each turn a group member; RLMR scores whole responses.
     multi_output = [key for key in batch.keys if not key.endswith("_0")]
@@ -50,7 +57,7 @@ def fetch_verdicts(batch: KVBatchMeta):
     for value in data["extra_fields"]:
         extra_fields = getattr(value, "data", value)
         extra_infos.append(extra_fields.get("reward_extra_info") if isinstance(extra_fields, dict) else None)
-    return verdicts_from_extra_infos(extra_infos, batch.keys)
+    return extra_infos
 
 
 class RLMRAdvantageMixin:
@@ -59,10 +66,23 @@ class RLMRAdvantageMixin:
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if not needs_verdicts(self.config.algorithm.adv_estimator):
             return super()._compute_advantage(batch, metrics)
-        with supply_verdicts(*fetch_verdicts(batch)) as step:
+        extra_infos = fetch_reward_extra_infos(batch)
+        with supply_verdicts(*verdicts_from_extra_infos(extra_infos, batch.keys)) as step:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)
+        metrics.update(reward_metrics(extra_infos))
         return batch
+
+    def _build_replay_buffer(self):
+        """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter."""
+        # Imported here: recipe.rlmr.replay_buffer imports verl's V1 package, whose import installs this module.
+        from recipe.rlmr.replay_buffer import RLMR_FILTER_METRIC, RLMRReplayBuffer, RLMRReplayBufferAsync
+
+        buffer = super()._build_replay_buffer()
+        if buffer.filter_groups_metric != RLMR_FILTER_METRIC:
+            return buffer
+        cls = RLMRReplayBufferAsync if isinstance(buffer, ReplayBufferAsync) else RLMRReplayBuffer
+        return cls.like(buffer, GroupFilterSettings.from_config(self.config))
 
 
 class RLMRTrainerSync(RLMRAdvantageMixin, PPOTrainerSync):

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe.rlmr.advantage import compute_rlmr_outcome_advantage, group_penalty, invalid_groups, rlmr_settings
+from recipe.rlmr.advantage import compute_rlmr_outcome_advantage
+from recipe.rlmr.metrics import advantage_metrics
 
 CONSTRAINTS_OK_KEY = "constraints_ok"
 REWARD_VALID_KEY = "reward_valid"  # optional; absent means valid
@@ -135,37 +136,3 @@ def rlmr_estimator(
             advantage_metrics(token_level_rewards, advantages, response_mask, constraints_ok, index, config, reward_valid)
         )
     return advantages, returns
-
-
-def advantage_metrics(
-    token_level_rewards: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    constraints_ok: Any,
-    index: Any,
-    config: Any = None,
-    reward_valid: Any = None,
-) -> dict[str, float]:
-    """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
-    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, rlmr_settings(config).gamma)
-    # The advantage of a sample is constant over its response tokens; read it at the first one.
-    first_token = response_mask.float().argmax(dim=-1)
-    sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
-    invalid = invalid_groups(reward_valid, penalty.group, penalty.size.numel())  # [G]
-    violates, mixed = penalty.violates, penalty.mixed & ~invalid
-
-    def mean_or_nan(values: torch.Tensor) -> float:
-        return float(values.mean()) if values.numel() else float("nan")
-
-    in_mixed = mixed[penalty.group]
-    return {
-        "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
-        "rlmr/groups_mixed": float(mixed.sum()),
-        "rlmr/groups_all_violate": float(penalty.all_violate.sum()),
-        "rlmr/groups_invalid": float(invalid.sum()),
-        "rlmr/delta_mean": mean_or_nan(penalty.delta[mixed]),
-        "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
-        "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),
-        "rlmr/adv_compliant_mean": mean_or_nan(sample_adv[~violates & in_mixed]),
-        "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max()) if (violates & in_mixed).any() else float("nan"),
-    }

@@ -1,0 +1,59 @@
+"""The recipe's entry point: verl's PPO trainer with the RLMR config as its default.
+
+    python -m recipe.rlmr.main_rlmr [hydra overrides...]
+
+Same as ``python -m verl.trainer.main_ppo --config-path <recipe/rlmr/config> --config-name
+rlmr_trainer``, plus RLMR's own checks before anything starts (Ray, GPUs, rollout): a misconfigured
+run fails in seconds instead of after its first rollout.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from recipe.rlmr.advantage import rlmr_settings
+from recipe.rlmr.group_filter import GroupFilterSettings
+from recipe.rlmr.verdicts import needs_verdicts
+
+
+def validate_rlmr_config(config: DictConfig) -> None:
+    """Raise ValueError on settings RLMR cannot run with; the message names the key."""
+    algorithm = config.algorithm
+    if not needs_verdicts(algorithm.adv_estimator):
+        return
+    if not config.trainer.use_v1:
+        raise ValueError("algorithm.adv_estimator=rlmr needs verl's V1 trainer: set trainer.use_v1=true")
+    rlmr_settings(algorithm)  # mode, gamma, epsilon
+    filter_groups = algorithm.get("filter_groups", None) or {}
+    if filter_groups.get("enable", False) and filter_groups.get("metric") == "rlmr":
+        GroupFilterSettings.from_config(config)
+    reward = config.reward
+    if reward.reward_manager.name != "rlmr" and reward.reward_manager.source == "register":
+        # Another manager is allowed if it returns constraints_ok, but say so up front.
+        print(
+            f"NOTICE: reward.reward_manager.name={reward.reward_manager.name}; it must return "
+            "reward_extra_info['constraints_ok'] for every trajectory, or the first advantage step fails"
+        )
+    if reward.reward_model.enable and not reward.reward_model.enable_resource_pool:
+        raise ValueError(
+            "RLMR needs streaming rewards: with reward.reward_model.enable=True also set "
+            "reward.reward_model.enable_resource_pool=True (the colocated mode drops the constraint spec)"
+        )
+
+
+@hydra.main(config_path="config", config_name="rlmr_trainer", version_base=None)
+def main(config: DictConfig) -> None:
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    validate_rlmr_config(config)
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Per-step ``rlmr/*`` metrics: from the advantage step and from the reward side's extra info."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from recipe.rlmr.advantage import group_penalty, invalid_groups, rlmr_settings
+
+
+def advantage_metrics(
+    token_level_rewards: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    constraints_ok: Any,
+    index: Any,
+    config: Any = None,
+    reward_valid: Any = None,
+) -> dict[str, float]:
+    """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
+    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, rlmr_settings(config).gamma)
+    # The advantage of a sample is constant over its response tokens; read it at the first one.
+    first_token = response_mask.float().argmax(dim=-1)
+    sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
+    invalid = invalid_groups(reward_valid, penalty.group, penalty.size.numel())  # [G]
+    violates, mixed = penalty.violates, penalty.mixed & ~invalid
+
+    def mean_or_nan(values: torch.Tensor) -> float:
+        return float(values.mean()) if values.numel() else float("nan")
+
+    in_mixed = mixed[penalty.group]
+    return {
+        "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
+        "rlmr/groups_mixed": float(mixed.sum()),
+        "rlmr/groups_all_violate": float(penalty.all_violate.sum()),
+        "rlmr/groups_invalid": float(invalid.sum()),
+        "rlmr/delta_mean": mean_or_nan(penalty.delta[mixed]),
+        "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
+        "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),
+        "rlmr/adv_compliant_mean": mean_or_nan(sample_adv[~violates & in_mixed]),
+        "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max()) if (violates & in_mixed).any() else float("nan"),
+    }
+
+
+def reward_metrics(reward_extra_infos: Sequence[Mapping[str, Any] | None]) -> dict[str, float]:
+    """What the `rlmr` reward manager reported for the batch; keys it did not report are skipped."""
+    infos = [info for info in reward_extra_infos if isinstance(info, Mapping)]
+    if not infos:
+        return {}
+
+    def column(key: str) -> np.ndarray | None:
+        if not all(key in info for info in infos):
+            return None
+        return np.array([float(info[key]) for info in infos], dtype=np.float64)
+
+    metrics: dict[str, float] = {}
+    valid = column("reward_valid")
+    ok = column("constraints_ok")
+    score = column("writing_score")
+    if valid is not None:
+        metrics["rlmr/invalid_rewards"] = float((valid == 0).sum())
+    if score is not None and ok is not None:
+        usable = ~np.isnan(score) & (valid != 0 if valid is not None else True)
+        for name, mask in (("compliant", usable & (ok == 1)), ("violating", usable & (ok == 0))):
+            metrics[f"rlmr/writing_score_{name}_mean"] = float(score[mask].mean()) if mask.any() else float("nan")
+    for key in ("judge_calls", "judge_calls_saved"):
+        values = column(key)
+        if values is not None:
+            metrics[f"rlmr/{key}"] = float(values.sum())
+    latency = column("reward_latency_s")
+    if latency is not None:
+        metrics["rlmr/reward_latency_p50_s"] = float(np.percentile(latency, 50))
+        metrics["rlmr/reward_latency_p95_s"] = float(np.percentile(latency, 95))
+    words = column("response_words")
+    if words is not None:
+        metrics["rlmr/response_words_mean"] = float(words.mean())
+    return metrics

@@ -1,0 +1,216 @@
+"""RLMR's group filter: the pure decision, and the replay buffer built on verl's, on a real
+TransferQueue, in the style of verl's own replay buffer tests (producers write finished groups,
+the buffer samples, a refiller supplies replacements)."""
+
+import uuid
+
+import numpy as np
+import pytest
+import torch
+
+from recipe.rlmr.group_filter import DROP_REASONS, GroupFilterSettings, drop_reason
+
+
+@pytest.mark.parametrize(
+    "scores, ok, valid, high, low, expected",
+    [
+        ([1.0, 2.0, 3.0], [1, 0, 1], None, None, None, None),
+        ([1.0, 2.0, 3.0], [1, 1, 1], [1, 0, 1], None, None, "invalid_reward"),
+        ([1.0, float("nan"), 3.0], [1, 1, 1], None, None, None, "invalid_reward"),
+        ([1.0, 2.0, 3.0], [0, 0, 0], None, None, None, "all_violate"),
+        ([1.0, 2.0, 3.0], [0, 0, 0], [1, 0, 1], None, None, "invalid_reward"),  # first reason wins
+        ([8.0, 9.0, 9.5], [1, 1, 0], None, 8.0, None, "all_high"),  # ties at the threshold count
+        ([8.0, 7.9, 9.5], [1, 1, 0], None, 8.0, None, None),
+        ([-3.0, -2.0, -2.5], [1, 0, 1], None, None, -2.0, "all_low"),
+        ([2.0, 2.0, 2.0], [1, 1, 1], None, None, None, "no_signal"),  # ties everywhere: zero advantages
+        ([2.0, 2.0, 2.0], [1, 0, 1], None, None, None, None),  # tied scores, mixed verdicts: RLMR has signal
+        ([2.0, 3.0, 2.0], [1, 1, 1], None, None, None, None),
+        ([5.0], [1], None, None, None, "no_signal"),  # single-sample group
+        ([5.0], [0], None, None, None, "all_violate"),
+        ([5.0], [1], [0], None, None, "invalid_reward"),
+    ],
+)
+def test_drop_reason(scores, ok, valid, high, low, expected):
+    assert drop_reason(scores, ok, valid, high=high, low=low) == expected
+
+
+def test_drop_reason_refuses_mismatched_groups():
+    with pytest.raises(ValueError, match="matching"):
+        drop_reason([1.0, 2.0], [1])
+    with pytest.raises(ValueError, match="matching"):
+        drop_reason([], [])
+
+
+def test_filter_settings_are_checked():
+    from omegaconf import OmegaConf
+
+    def settings(**filter_section):
+        return GroupFilterSettings.from_config(OmegaConf.create({"algorithm": {"rlmr": {"filter": filter_section}}}))
+
+    assert settings(high=9.0, low=1.0).high == 9.0
+    with pytest.raises(ValueError, match="low"):
+        settings(high=1.0, low=2.0)
+    with pytest.raises(ValueError, match="max_dropped_groups"):
+        settings(max_dropped_groups=-1)
+    assert GroupFilterSettings.from_config(OmegaConf.create({"algorithm": {}})) == GroupFilterSettings()
+
+
+# --- the replay buffer, on a real TransferQueue -------------------------------------------------
+
+GOOD = ([3.0, 1.0, 2.0, 4.0], [1, 0, 1, 1], [1, 1, 1, 1])
+ALL_VIOLATE = ([3.0, 1.0, 2.0, 4.0], [0, 0, 0, 0], [1, 1, 1, 1])
+INVALID = ([3.0, float("nan"), 2.0, 4.0], [1, 1, 1, 0], [1, 0, 1, 1])
+NO_SIGNAL = ([2.0, 2.0, 2.0, 2.0], [1, 1, 1, 1], [1, 1, 1, 1])
+
+
+def produce(partition_id, groups, global_steps=0):
+    """Write each group's trajectories, then mark its prompt finished (as the agent loop does)."""
+    import transfer_queue as tq
+
+    uids = []
+    for scores, ok, valid in groups:
+        uid = uuid.uuid4().hex
+        for i, (score, verdict, is_valid) in enumerate(zip(scores, ok, valid)):
+            info = {"writing_score": score, "constraints_ok": verdict, "reward_valid": is_valid}
+            tq.kv_put(
+                key=f"{uid}_{i}_0",
+                partition_id=partition_id,
+                fields={"input_ids": torch.tensor([1, 2, 3]), "extra_fields": {"reward_extra_info": info}},
+                tag={"is_prompt": False, "seq_len": 3, "global_steps": global_steps},
+            )
+        tq.kv_put(key=uid, partition_id=partition_id, tag={"is_prompt": True, "status": "finished", "global_steps": global_steps})
+        uids.append(uid)
+    return uids
+
+
+class Refiller:
+    """Answers the buffer's refill requests with fresh groups of the given kind."""
+
+    def __init__(self, partition_id, group=GOOD):
+        self.partition_id, self.group, self.calls, self.uids = partition_id, group, [], []
+
+    def __call__(self, num_prompts):
+        self.calls.append(num_prompts)
+        self.uids += produce(self.partition_id, [self.group] * num_prompts)
+        return num_prompts
+
+
+def make_buffer(refill, train_batch_size=2, **filter_settings):
+    from recipe.rlmr.replay_buffer import RLMRReplayBuffer
+
+    return RLMRReplayBuffer(
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=8,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={},
+        refill_fn=refill,
+        filter_groups_metric="rlmr",
+        train_batch_size=train_batch_size,
+        gen_batch_size=1,
+        max_inflight_gen_batches=2,
+        rlmr_filter=GroupFilterSettings(poll_interval_s=0.05, **filter_settings),
+    )
+
+
+def sampled_uids(batch):
+    return {key.split("_")[0] for key in batch.keys}
+
+
+@pytest.mark.ray
+def test_dropped_groups_are_evicted_and_counted_by_reason(transfer_queue):
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    good = produce(partition, [GOOD, GOOD])
+    produce(partition, [ALL_VIOLATE, INVALID, NO_SIGNAL])
+    refill = Refiller(partition)
+    batch, metrics = make_buffer(refill).sample(global_steps=0, partition_id=partition, batch_size=2)
+    assert sampled_uids(batch) == set(good)
+    assert refill.calls == []  # enough good groups: nothing resampled
+    assert metrics["rlmr/filter/dropped_groups"] == 3
+    assert (metrics["rlmr/filter/dropped_all_violate"], metrics["rlmr/filter/dropped_invalid_reward"], metrics["rlmr/filter/dropped_no_signal"]) == (1, 1, 1)
+    assert metrics["rlmr/filter/bound_hit"] == 0
+    assert set(DROP_REASONS) == {k.removeprefix("rlmr/filter/dropped_") for k in metrics if k.startswith("rlmr/filter/dropped_") and k != "rlmr/filter/dropped_groups"}
+
+
+@pytest.mark.ray
+def test_dropped_groups_are_refilled_by_resampling(transfer_queue):
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    good = produce(partition, [GOOD])
+    produce(partition, [ALL_VIOLATE, ALL_VIOLATE])
+    refill = Refiller(partition)
+    batch, metrics = make_buffer(refill).sample(global_steps=0, partition_id=partition, batch_size=2)
+    uids = sampled_uids(batch)
+    assert len(uids) == 2 and uids <= set(good) | set(refill.uids)  # no dropped group made it in
+    assert sum(refill.calls) == metrics["rlmr/filter/resampled_prompts"] > 0
+    assert metrics["rlmr/filter/resample_rounds"] == len(refill.calls)
+    assert metrics["rlmr/filter/dropped_all_violate"] == 2
+
+
+@pytest.mark.ray
+def test_the_bound_stops_resampling_and_says_so(transfer_queue, caplog):
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    produce(partition, [ALL_VIOLATE, ALL_VIOLATE, ALL_VIOLATE])
+    refill = Refiller(partition, group=ALL_VIOLATE)  # every resampled group violates too
+    with caplog.at_level("WARNING"):
+        batch, metrics = make_buffer(refill, max_dropped_groups=2).sample(global_steps=0, partition_id=partition, batch_size=2)
+    assert len(sampled_uids(batch)) == 2  # training goes on with what there is
+    assert metrics["rlmr/filter/bound_hit"] == 1 and metrics["rlmr/filter/dropped_groups"] == 2
+    assert "max_dropped_groups" in caplog.text
+
+
+@pytest.mark.ray
+def test_missing_verdict_in_a_finished_group_is_a_clear_error(transfer_queue):
+    import transfer_queue as tq
+
+    from recipe.rlmr.verdicts import MissingVerdictError
+
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    uid = uuid.uuid4().hex
+    tq.kv_put(key=f"{uid}_0_0", partition_id=partition, fields={"input_ids": torch.tensor([1]), "extra_fields": {"reward_extra_info": {"acc": 1.0}}}, tag={"is_prompt": False, "global_steps": 0})
+    tq.kv_put(key=uid, partition_id=partition, tag={"is_prompt": True, "status": "finished", "global_steps": 0})
+    with pytest.raises(MissingVerdictError, match="constraints_ok"):
+        make_buffer(Refiller(partition)).sample(global_steps=0, partition_id=partition, batch_size=1)
+
+
+def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
+    from omegaconf import OmegaConf
+
+    from recipe.rlmr.replay_buffer import RLMRReplayBuffer
+    from recipe.rlmr.trainer import RLMRTrainerSync
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    trainer = object.__new__(RLMRTrainerSync)
+    trainer.trainer_mode = "sync"
+    trainer._add_prompts_to_generate = lambda n: n
+    trainer.config = OmegaConf.create(
+        {
+            "algorithm": {"filter_groups": {"enable": True, "metric": "rlmr", "max_inflight_gen_batches": 3}, "rlmr": {"filter": {"high": 9.0, "poll_interval_s": 0.5}}},
+            "reward": {"reward_model": {"enable": False, "enable_resource_pool": False}},
+            "data": {"train_batch_size": 16},
+            "trainer": {"v1": {"sampler": {"max_off_policy_threshold": 2, "max_off_policy_strategy": "drop", "sampler_kwargs": {}}}},
+        }
+    )
+    buffer = trainer._build_replay_buffer()
+    assert type(buffer) is RLMRReplayBuffer and isinstance(buffer, ReplayBuffer)
+    assert (buffer.train_batch_size, buffer.gen_batch_size, buffer.max_inflight_gen_batches) == (16, 1, 3)
+    assert buffer.poll_interval == 0.5 and buffer.rlmr_filter.high == 9.0 and buffer.max_dropped_groups == 64
+    trainer.config.algorithm.filter_groups.metric = "acc"  # plain DAPO: verl's own buffer, untouched
+    assert type(trainer._build_replay_buffer()) is ReplayBuffer
+
+
+def test_reward_metrics_summarise_the_reward_side():
+    from recipe.rlmr.metrics import reward_metrics
+
+    infos = [
+        {"writing_score": 4.0, "constraints_ok": 1, "reward_valid": 1, "judge_calls": 1, "judge_calls_saved": 0, "reward_latency_s": 0.1, "response_words": 100},
+        {"writing_score": 8.0, "constraints_ok": 0, "reward_valid": 1, "judge_calls": 0, "judge_calls_saved": 1, "reward_latency_s": 0.3, "response_words": 300},
+        {"writing_score": float("nan"), "constraints_ok": 0, "reward_valid": 0, "judge_calls": 1, "judge_calls_saved": 0, "reward_latency_s": 5.0, "response_words": 50},
+    ]
+    metrics = reward_metrics(infos)
+    assert metrics["rlmr/invalid_rewards"] == 1
+    assert metrics["rlmr/writing_score_compliant_mean"] == 4.0 and metrics["rlmr/writing_score_violating_mean"] == 8.0
+    assert (metrics["rlmr/judge_calls"], metrics["rlmr/judge_calls_saved"]) == (2, 1)
+    assert metrics["rlmr/reward_latency_p50_s"] == pytest.approx(0.3)
+    assert metrics["rlmr/reward_latency_p95_s"] == pytest.approx(np.percentile([0.1, 0.3, 5.0], 95))
+    assert metrics["rlmr/response_words_mean"] == pytest.approx(150)
+    assert reward_metrics([{"acc": 1.0}]) == {}
