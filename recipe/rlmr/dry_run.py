@@ -1,0 +1,112 @@
+"""`DRY_RUN=1 bash recipe/rlmr/scripts/run_*.sh`: compose and check a launch, start nothing.
+
+    python -m recipe.rlmr.dry_run [hydra overrides...]
+
+Composes ``rlmr_trainer`` with the overrides against the installed verl (an unknown or misspelled
+key fails here, as Hydra's struct mode refuses it), refuses verl's legacy top-level
+``reward_model.*`` / ``custom_reward_function.*`` keys (verl 0.9.1 silently ignores them), runs
+verl's ``validate_config``, builds verl's rollout config dataclass, runs the recipe's own checks,
+checks that a writing reward model is placed, and prints the settings that matter. No Ray, no GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+import recipe.rlmr
+from recipe.rlmr.main_rlmr import validate_rlmr_config
+
+CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
+LEGACY_SECTIONS = ("reward_model", "custom_reward_function")
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose(config_name="rlmr_trainer", overrides=overrides)
+
+
+def _changed_keys(config: DictConfig, default: DictConfig, section: str) -> list[str]:
+    ours = OmegaConf.to_container(config.get(section, {}) or {}, resolve=False)
+    base = OmegaConf.to_container(default.get(section, {}) or {}, resolve=False)
+    changed = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in a.keys() | b.keys():
+                walk(a.get(key), b.get(key), f"{path}.{key}")
+        elif a != b:
+            changed.append(path)
+
+    walk(ours, base, section)
+    return sorted(changed)
+
+
+def check(overrides: list[str]) -> DictConfig:
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    config = _compose(overrides)
+    default = _compose([])
+    legacy = [key for section in LEGACY_SECTIONS for key in _changed_keys(config, default, section)]
+    if legacy:
+        raise ValueError(f"legacy keys {legacy} are silently ignored by verl 0.9.1: use the reward.* group instead")
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    omega_conf_to_dataclass(config.actor_rollout_ref.rollout)  # verl's own checks of the rollout settings
+    validate_rlmr_config(config)
+    if not config.reward.rlmr.writing_rm.url and not config.reward.reward_model.enable:
+        raise ValueError("no writing reward model: set RM_URL (external) or RM_PATH (served by verl)")
+    return config
+
+
+def summary(config: DictConfig) -> str:
+    actor, rollout, trainer = config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout, config.trainer
+    rlmr, rm = config.reward.rlmr, config.reward.reward_model
+    if actor.strategy == "megatron":
+        parallel = f"megatron TP {actor.megatron.tensor_model_parallel_size} x PP {actor.megatron.pipeline_model_parallel_size}"
+        offload = f"param {actor.megatron.param_offload}, optimizer {actor.megatron.optimizer_offload}"
+    else:
+        parallel = f"FSDP, Ulysses SP {actor.fsdp_config.ulysses_sequence_parallel_size}"
+        offload = f"param {actor.fsdp_config.param_offload}, optimizer {actor.fsdp_config.optimizer_offload}"
+    if rlmr.writing_rm.url:
+        rm_place = f"external {rlmr.writing_rm.url} (model {rlmr.writing_rm.model}, {rlmr.writing_rm.backend or 'vllm_classify'})"
+    else:
+        rm_place = f"served by verl: {rm.model_path} on {rm.nnodes} x {rm.n_gpus_per_node} GPUs, TP {rm.rollout.tensor_model_parallel_size}"
+    judge = f"{rlmr.judge.url} (model {rlmr.judge.model})" if rlmr.judge.url else "none (prompts with free-text constraints become invalid)"
+    rows = [
+        ("model", config.actor_rollout_ref.model.path),
+        ("nodes x GPUs", f"{trainer.nnodes} x {trainer.n_gpus_per_node}"),
+        ("training", f"{parallel}; offload {offload}"),
+        ("rollout", f"{rollout.name}, TP {rollout.tensor_model_parallel_size}, gpu_memory_utilization {rollout.gpu_memory_utilization}"),
+        ("batch", f"{config.data.train_batch_size} prompts x {rollout.n} samples, mini-batch {actor.ppo_mini_batch_size} prompts"),
+        ("lengths", f"prompt {config.data.max_prompt_length}, response {config.data.max_response_length} tokens"),
+        ("dynamic batch", f"{actor.use_dynamic_bsz}, max {actor.ppo_max_token_len_per_gpu} tokens per GPU"),
+        ("optimiser", f"lr {actor.optim.lr}, {trainer.total_epochs} epoch(s), temperature {rollout.temperature}"),
+        ("advantage", f"{config.algorithm.adv_estimator} (mode {config.algorithm.rlmr.mode}, gamma {config.algorithm.rlmr.gamma})"),
+        ("group filter", f"{config.algorithm.filter_groups.enable} (metric {config.algorithm.filter_groups.metric})"),
+        ("writing RM", rm_place),
+        ("judge", judge),
+        ("data", f"{config.data.train_files} / {config.data.val_files}"),
+        ("outputs", trainer.default_local_dir),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = check(overrides)
+    except Exception as err:  # composition, validation: all are the user's to fix
+        print(f"DRY RUN FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(summary(config))
+    print("DRY RUN OK: config composed and validated; nothing started")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

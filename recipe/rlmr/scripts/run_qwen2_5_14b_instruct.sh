@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# RLMR on Qwen/Qwen2.5-14B-Instruct with FSDP, 2 node(s) x 8 GPUs by default.
+# Usage: [MODEL_PATH=...] [DATA_DIR=...] [NNODES=...] RM_URL=... RM_MODEL=... RM_TOKENIZER=... [JUDGE_URL=... JUDGE_MODEL=...] \
+#        bash run_qwen2_5_14b_instruct.sh [hydra overrides...]      (DRY_RUN=1 to compose and validate only; see README)
+MODEL_ID=Qwen/Qwen2.5-14B-Instruct
+EXPERIMENT=rlmr-qwen2.5-14b
+BACKEND=fsdp
+DEFAULT_NNODES=2
+DEFAULT_GPUS_PER_NODE=8
+: "${ROLLOUT_TP:=4}"
+: "${MAX_TOKENS_PER_GPU:=32768}"
+: "${GPU_MEMORY_UTILIZATION:=0.6}"
+: "${SP_SIZE:=4}"
+: "${PARAM_OFFLOAD:=false}"
+: "${OPTIMIZER_OFFLOAD:=false}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
