@@ -69,28 +69,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WritingRMConfig(_Strict):
-    backend: Literal["vllm_classify", "vllm_pooling", "sglang"] | None = None
+class _BackendConfig(_Strict):
+    """What both HTTP backends take: where they are and how hard to try."""
+
     url: str | None = None
     model: str | None = None
-    tokenizer: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     max_concurrency: int = Field(32, ge=1)
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(0.5, ge=0)
+
+    def http(self) -> HttpSettings:
+        return HttpSettings(self.timeout_s, self.max_concurrency, self.max_retries, self.backoff_s)
+
+
+class WritingRMConfig(_BackendConfig):
+    backend: Literal["vllm_classify", "vllm_pooling", "sglang"] | None = None
+    tokenizer: str | None = None
     max_input_tokens: int = Field(16384, ge=16)
     micro_batch_size: int = Field(16, ge=1)
     micro_batch_wait_ms: float = Field(2.0, ge=0)
 
 
-class JudgeConfig(_Strict):
-    url: str | None = None
-    model: str | None = None
+class JudgeConfig(_BackendConfig):
     api_key_env: str | None = None
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)  # a 72B judge writes its verdict: slower than a score
     max_concurrency: int = Field(64, ge=1)
-    max_retries: int = Field(3, ge=0)
-    backoff_s: float = Field(0.5, ge=0)
     votes: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=16)
@@ -149,9 +153,8 @@ def _build_writing_rm(settings: RLMRRewardConfig, config: Any, router: str | Non
             "no writing reward model: set reward.rlmr.writing_rm.url (+ model, tokenizer) for an external server, "
             "or reward.reward_model.enable=True for one served by verl"
         )
-    http = HttpSettings(rm.timeout_s, rm.max_concurrency, rm.max_retries, rm.backoff_s)
     return WritingRMClient(
-        WritingRMSettings(base_url, model, backend, http, rm.max_input_tokens, rm.micro_batch_size, rm.micro_batch_wait_ms),
+        WritingRMSettings(base_url, model, backend, rm.http(), rm.max_input_tokens, rm.micro_batch_size, rm.micro_batch_wait_ms),
         tokenizer,
     )
 
@@ -163,8 +166,9 @@ def _build_judge(settings: RLMRRewardConfig) -> ConstraintJudge | None:
     if not judge.model:
         raise ValueError("reward.rlmr.judge.model must name the judge model served at reward.rlmr.judge.url")
     api_key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
-    http = HttpSettings(judge.timeout_s, judge.max_concurrency, judge.max_retries, judge.backoff_s)
-    return ConstraintJudge(JudgeSettings(judge.url, judge.model, http, judge.votes, judge.temperature, judge.max_tokens, api_key))
+    return ConstraintJudge(
+        JudgeSettings(judge.url, judge.model, judge.http(), judge.votes, judge.temperature, judge.max_tokens, api_key)
+    )
 
 
 @register("rlmr")

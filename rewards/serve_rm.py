@@ -145,26 +145,21 @@ def build_app(scorer: BatchingScorer, served_model_name: str) -> web.Application
         tokens = sum(len(scorer.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
         return {"prompt_tokens": tokens, "total_tokens": tokens}
 
-    async def classify(request: web.Request) -> web.Response:
-        error, texts, scores = await scored(request)
-        if error is not None:
-            return error
-        data = [{"index": i, "label": "LABEL_0", "probs": [s], "num_classes": 1} for i, s in enumerate(scores)]
-        return web.json_response({"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)})
+    def endpoint(row):
+        """A POST handler answering ``{"data": [row(index, score), ...]}`` in one wire format."""
 
-    async def pooling(request: web.Request) -> web.Response:
-        error, texts, scores = await scored(request)
-        if error is not None:
-            return error
-        data = [{"index": i, "object": "pooling", "data": [s]} for i, s in enumerate(scores)]
-        return web.json_response({"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)})
+        async def handle(request: web.Request) -> web.Response:
+            error, texts, scores = await scored(request)
+            if error is not None:
+                return error
+            data = [row(i, score) for i, score in enumerate(scores)]
+            return web.json_response({"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)})
 
-    async def embeddings(request: web.Request) -> web.Response:
-        error, texts, scores = await scored(request)
-        if error is not None:
-            return error
-        data = [{"index": i, "object": "embedding", "embedding": [s]} for i, s in enumerate(scores)]
-        return web.json_response({"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)})
+        return handle
+
+    classify = endpoint(lambda i, s: {"index": i, "label": "LABEL_0", "probs": [s], "num_classes": 1})  # vLLM
+    pooling = endpoint(lambda i, s: {"index": i, "object": "pooling", "data": [s]})  # vLLM
+    embeddings = endpoint(lambda i, s: {"index": i, "object": "embedding", "embedding": [s]})  # SGLang
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
