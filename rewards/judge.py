@@ -131,7 +131,10 @@ class ConstraintJudge:
         if not constraints:
             return JudgeVerdict([], [], 0)
         messages = build_messages(task, constraints, response)
-        votes = await asyncio.gather(*(self._one_vote(messages, len(constraints)) for _ in range(self.settings.votes)))
+        if self.settings.votes == 1:  # inline: no task to schedule before the request can leave
+            votes = [await self._one_vote(messages, len(constraints))]
+        else:
+            votes = await asyncio.gather(*(self._one_vote(messages, len(constraints)) for _ in range(self.settings.votes)))
         satisfied = [sum(v[0][i] for v in votes) * 2 > len(votes) for i in range(len(constraints))]
         return JudgeVerdict(satisfied, list(votes[0][1]), sum(v[2] for v in votes))
 
