@@ -5,7 +5,7 @@ Choice of hook. verl 0.9.1's V1 trainer picks its class by ``trainer.v1.trainer_
 (replay buffer choice, refills, checkpoints), so a new mode name would change more than the
 advantage step. Instead verl-rlmr subclasses each of verl's three mode classes with
 ``RLMRAdvantageMixin`` and registers the subclass under verl's own mode name. The subclass
-overrides exactly one method, ``_compute_advantage``:
+overrides ``_compute_advantage``:
 
 - for any estimator other than ``rlmr`` it calls verl's method unchanged;
 - for ``rlmr`` it reads ``constraints_ok`` (and ``reward_valid``, when present) from each
