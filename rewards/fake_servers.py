@@ -3,7 +3,8 @@
 A 72B judge cannot run here, so ``FakeJudge`` speaks the real OpenAI chat-completions wire
 protocol and decides by rule: a constraint is satisfied when the response contains the phrase
 quoted in it ('like this'); unquoted constraints are satisfied. Faults are scripted per server:
-the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, or hang. ``FakeRM`` answers
+the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, hang, or be wrong (the
+opposite verdict, a negated score). ``FakeRM`` answers
 vLLM ``/classify`` with a score derived from the text. Both can hold a fixed service time and a
 concurrency cap (``slots``), which is what the throughput benchmark needs.
 
@@ -34,6 +35,7 @@ class Faults:
     malformed: int = 0
     truncated: int = 0
     hang: int = 0
+    wrong: int = 0  # a well-formed answer with the opposite verdicts (judge) or a negated score (RM)
 
 
 @dataclass
@@ -70,7 +72,7 @@ class _LoopbackServer:
 
     def _take_fault(self) -> str | None:
         with self._lock:
-            for name in ("status_5xx", "malformed", "truncated", "hang"):
+            for name in ("status_5xx", "malformed", "truncated", "hang", "wrong"):
                 if getattr(self.faults, name) > 0:
                     setattr(self.faults, name, getattr(self.faults, name) - 1)
                     return name
@@ -94,7 +96,7 @@ class _LoopbackServer:
                 if fault == "status_5xx":
                     self.log.answered["5xx"] += 1
                     return web.json_response({"error": {"message": "scripted failure", "code": 503}}, status=503)
-                payload = json.dumps(answer(body))
+                payload = json.dumps(answer(body, wrong=fault == "wrong"))
                 if fault == "malformed":
                     self.log.answered["malformed"] += 1
                     return web.Response(text="<html>bad gateway</html>", content_type="application/json")
@@ -146,12 +148,12 @@ class FakeJudge(_LoopbackServer):
         return [web.post("/v1/chat/completions", self._chat)]
 
     @staticmethod
-    def answer(body: dict) -> dict:
+    def answer(body: dict, wrong: bool = False) -> dict:
         user = body["messages"][-1]["content"]
         constraints = re.findall(r"^(\d+)\. (.*)$", user.split("## Response")[0], flags=re.MULTILINE)
         response = user.split("## Response\n", 1)[1].rsplit("\n\n## Your JSON verdict", 1)[0]
         verdicts = [
-            {"id": int(i), "satisfied": judge_rule(text, response), "reason": "scripted rule"} for i, text in constraints
+            {"id": int(i), "satisfied": judge_rule(text, response) != wrong, "reason": "scripted rule"} for i, text in constraints
         ]
         content = json.dumps({"verdicts": verdicts})
         return {
@@ -173,9 +175,10 @@ class FakeRM(_LoopbackServer):
         return [web.post("/classify", self._classify)]
 
     @staticmethod
-    def answer(body: dict) -> dict:
+    def answer(body: dict, wrong: bool = False) -> dict:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"index": i, "label": "LABEL_0", "probs": [len(t) / 100.0], "num_classes": 1} for i, t in enumerate(texts)]
+        sign = -1.0 if wrong else 1.0
+        data = [{"index": i, "label": "LABEL_0", "probs": [sign * len(t) / 100.0], "num_classes": 1} for i, t in enumerate(texts)]
         return {"object": "list", "data": data}
 
     async def _classify(self, request: web.Request) -> web.Response:

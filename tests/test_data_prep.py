@@ -238,3 +238,11 @@ def test_validate_names_the_row_with_a_broken_spec(tmp_path, capsys):
 def test_template_kinds_are_unique():
     assert len(TEMPLATES) == len(CATALOG)
     assert row_rng(1, 2, "x").random() == row_rng(1, 2, "x").random()
+
+
+def test_stats_counts_tokens_with_a_tokenizer(tmp_path, capsys):
+    run_convert(tmp_path, [write_jsonl(tmp_path / "a.jsonl", GOOD)], val_ratio=0.0)
+    build_tokenizer(tmp_path / "tok")
+    assert main(["stats", str(tmp_path / "out" / "train.parquet"), "--tokenizer", str(tmp_path / "tok")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("prompt length"))
+    assert "tokens (chat template applied)" in line

@@ -197,6 +197,18 @@ def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
     trainer.config.algorithm.filter_groups.metric = "acc"  # plain DAPO: verl's own buffer, untouched
     assert type(trainer._build_replay_buffer()) is ReplayBuffer
 
+    from recipe.rlmr.replay_buffer import RLMRReplayBufferAsync
+    from recipe.rlmr.trainer import RLMRTrainerColocateAsync
+
+    async_trainer = object.__new__(RLMRTrainerColocateAsync)
+    async_trainer.trainer_mode = "colocate_async"
+    async_trainer._add_prompts_to_generate = lambda n: n
+    async_trainer.config = trainer.config
+    async_trainer.config.algorithm.filter_groups.metric = "rlmr"
+    buffer = async_trainer._build_replay_buffer()
+    assert type(buffer) is RLMRReplayBufferAsync
+    assert buffer.train_batch_size is None and buffer.max_dropped_groups == 64  # bound still from data.train_batch_size
+
 
 def test_reward_metrics_summarise_the_reward_side():
     from recipe.rlmr.metrics import reward_metrics
@@ -214,3 +226,28 @@ def test_reward_metrics_summarise_the_reward_side():
     assert metrics["rlmr/reward_latency_p95_s"] == pytest.approx(np.percentile([0.1, 0.3, 5.0], 95))
     assert metrics["rlmr/response_words_mean"] == pytest.approx(150)
     assert reward_metrics([{"acc": 1.0}]) == {}
+
+
+@pytest.mark.ray
+def test_async_buffer_evicts_and_refills_exactly(transfer_queue):
+    from recipe.rlmr.replay_buffer import RLMRReplayBufferAsync
+
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    good = produce(partition, [GOOD])
+    produce(partition, [NO_SIGNAL, INVALID])
+    refill = Refiller(partition)
+    buffer = RLMRReplayBufferAsync(
+        trainer_mode="colocate_async",
+        trainer_config={},
+        max_off_policy_threshold=8,
+        max_off_policy_strategy="drop",
+        sampler_kwargs={},
+        refill_fn=refill,
+        filter_groups_metric="rlmr",
+        rlmr_filter=GroupFilterSettings(poll_interval_s=0.05),
+    )
+    batch, metrics = buffer.sample(global_steps=0, partition_id=partition, batch_size=3)
+    assert refill.calls == [2]  # async mode refills exactly what it evicted
+    assert sampled_uids(batch) == set(good) | set(refill.uids)
+    assert (metrics["rlmr/filter/dropped_no_signal"], metrics["rlmr/filter/dropped_invalid_reward"]) == (1, 1)
+    assert metrics["rlmr/filter/resampled_prompts"] == 2

@@ -195,3 +195,67 @@ def test_missing_judge_with_judge_constraints_is_invalid(rm_server, rm_dir):
 def test_misspelled_setting_is_a_clear_error(rm_server, rm_dir):
     with pytest.raises(ValueError, match="reward.rlmr"):
         manager_for(rm_server, rm_dir, raw=["+reward.rlmr.writing_rm.timeout=3"])
+
+
+def test_majority_vote_outvotes_a_wrong_answer(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, **{"judge.votes": 3, "judge.temperature": 0.7})
+    judge.inject(wrong=1)  # one of the three answers says the lantern is missing
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert info["judge_calls"] == 3 and info["judge_ok"] == 1 and info["constraints_ok"] == 1
+    assert judge.log.requests == 3 and {b["temperature"] for b in judge.log.bodies} == {0.7}
+
+
+def test_single_vote_follows_the_answer_it_gets(rm_server, rm_dir, judge):
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    judge.inject(wrong=1)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    assert result["reward_extra_info"]["judge_ok"] == 0 and result["reward_extra_info"]["failed_constraints"] == "judge:1"
+
+
+@pytest.fixture(scope="module")
+def rm_server_by_path(rm_dir):
+    """serve_rm as verl's managed RM would look behind its router: served under the model path."""
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rewards.serve_rm", "--model", str(rm_dir), "--port", str(port), "--threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"  # verl hands managers "ip:port", no scheme
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_reward_model_served_by_verl_is_reached_through_the_router_address(rm_server_by_path, rm_dir, judge):
+    from transformers import AutoTokenizer
+
+    overrides = [
+        "reward.reward_model.enable=true",
+        f"reward.reward_model.model_path={rm_dir}",
+        "reward.reward_model.rollout.name=vllm",
+        f"reward.rlmr.judge.url={judge.url}",
+        "reward.rlmr.judge.model=judge",
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = compose(config_name="rlmr_trainer", overrides=overrides)
+    tokenizer = AutoTokenizer.from_pretrained(str(rm_dir))
+    manager = load_reward_manager(config, tokenizer, reward_router_address=rm_server_by_path, reward_model_tokenizer=tokenizer)
+    assert manager.writing_rm.settings.backend == "vllm_classify" and manager.writing_rm.settings.model == str(rm_dir)
+    [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    assert result["reward_extra_info"]["reward_valid"] == 1, result["reward_extra_info"]["reward_error"]

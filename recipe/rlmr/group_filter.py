@@ -57,16 +57,20 @@ class GroupFilterSettings:
 
     high: float | None = None
     low: float | None = None
-    max_dropped_groups: int | None = None  # per training step; None: 4 x train_batch_size
+    max_dropped_groups: int | None = None  # per training step; from config, null means 4 x data.train_batch_size
     poll_interval_s: float = 2.0
 
     @classmethod
     def from_config(cls, config: Any) -> "GroupFilterSettings":
         section = (config.algorithm.get("rlmr", None) or {}).get("filter", None) or {}
+        bound = section.get("max_dropped_groups", None)
+        if bound is None and config.get("data", None) is not None:
+            # resolved here: verl's async buffers are not told the train batch size
+            bound = 4 * int(config.data.train_batch_size)
         settings = cls(
             high=section.get("high", None),
             low=section.get("low", None),
-            max_dropped_groups=section.get("max_dropped_groups", None),
+            max_dropped_groups=bound,
             poll_interval_s=float(section.get("poll_interval_s", 2.0)),
         )
         if settings.high is not None and settings.low is not None and settings.low >= settings.high:
