@@ -4,8 +4,10 @@
 chat template (``<|im_start|>role ... <|im_end|>``), so any text round-trips.
 ``build_reward_model(dir)``: that tokenizer plus a randomly initialised
 ``Qwen2ForSequenceClassification`` (hidden size 64, 2 layers, one output: a writing score).
+``build_policy_model(dir)``: that tokenizer plus a randomly initialised ``Qwen2ForCausalLM`` of
+the same size, with a generation config that stops at ``<|im_end|>``.
 
-    python -m recipe.rlmr.tiny_assets reward-model OUT_DIR [--seed 0]
+    python -m recipe.rlmr.tiny_assets {reward-model,policy-model,tokenizer} OUT_DIR [--seed 0]
 """
 
 from __future__ import annotations
@@ -48,13 +50,10 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 512):
     return fast
 
 
-def build_reward_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+def _tiny_config(tokenizer, hidden_size: int, num_layers: int, **extra):
+    from transformers import Qwen2Config
 
-    out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(out_dir)
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -62,23 +61,47 @@ def build_reward_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
-        num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **extra,
     )
+
+
+def build_reward_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    import torch
+    from transformers import Qwen2ForSequenceClassification
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(out_dir)
     torch.manual_seed(seed)
-    Qwen2ForSequenceClassification(config).save_pretrained(str(out_dir))
+    Qwen2ForSequenceClassification(_tiny_config(tokenizer, hidden_size, num_layers, num_labels=1)).save_pretrained(str(out_dir))
+    return out_dir
+
+
+def build_policy_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    import torch
+    from transformers import GenerationConfig, Qwen2ForCausalLM
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(out_dir)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(_tiny_config(tokenizer, hidden_size, num_layers, tie_word_embeddings=True))
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=1.0
+    )
+    model.save_pretrained(str(out_dir))
     return out_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["reward-model", "tokenizer"])
+    parser.add_argument("kind", choices=["reward-model", "policy-model", "tokenizer"])
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.kind == "reward-model":
-        build_reward_model(args.out_dir, seed=args.seed)
+    builders = {"reward-model": build_reward_model, "policy-model": build_policy_model}
+    if args.kind in builders:
+        builders[args.kind](args.out_dir, seed=args.seed)
     else:
         build_tokenizer(args.out_dir)
     print(f"wrote {args.kind} to {args.out_dir}")

@@ -1,0 +1,79 @@
+"""A small sample data set for demos and tests: creative prompts with checkable constraints.
+
+    python -m recipe.rlmr.sample_data OUT_DIR [--seed 0] [--per-prompt 2]
+
+Writes OUT_DIR/prompts.jsonl (the seed prompts), OUT_DIR/augmented.jsonl (with sampled
+constraints appended by ``data_prep augment``) and OUT_DIR/train.parquet, val.parquet and
+rejects.jsonl (``data_prep convert``): the same path a user's data takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data_prep.cli import main as data_prep
+
+SEED_PROMPTS = [
+    "Write a short poem about a lighthouse keeper's last night on duty.",
+    "Write a letter from a river to the sea it has never seen.",
+    "Describe a city market at dawn through the eyes of a cat.",
+    "Write a fable about a fox who learns to read maps.",
+    "Write a poem about the first snow of the year.",
+    "Tell the story of a violin found in an attic.",
+    "Write a monologue for a clockmaker who has lost track of time.",
+    "Describe a thunderstorm from the point of view of a kite.",
+    "Write a short story about two strangers sharing an umbrella.",
+    "Write a lullaby for a ship leaving harbour at night.",
+    "Write a postcard from a small village where nothing ever happens.",
+    "Write a poem about an old bicycle leaning against a fence.",
+    "Tell a story about a baker who bakes bread that remembers.",
+    "Write a diary entry of a lighthouse cat during a storm.",
+    "Describe an orchard in late autumn in the style of a travel guide.",
+    "Write a short story about a letter delivered fifty years late.",
+    "Write a poem about a garden that grows only at night.",
+    "Tell the story of a mountain that wanted to be a cloud.",
+    "Write a scene in which a grandmother teaches a child to knit.",
+    "Write a poem about the sound of rain on a tin roof.",
+    "Write a story about a librarian who lends out dreams.",
+    "Describe a train journey across a frozen lake.",
+    "Write a short story about a robot that collects seashells.",
+    "Write an ode to a chipped teacup.",
+    "Tell the story of the last firefly of summer.",
+    "Write a poem about a harbour town waking up.",
+    "Write a story about a map that changes every night.",
+    "Describe a childhood kitchen in five sensory details.",
+    "写一首关于秋天落叶的短诗。",
+    "写一篇关于故乡小河的散文。",
+    "写一个关于灯塔守护人的小故事。",
+    "写一封寄给十年后自己的信。",
+]
+
+
+def build(out_dir: str | Path, seed: int = 0, per_prompt: int = 2) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = out / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p, "data_source": "rlmr_sample"}, ensure_ascii=False) + "\n" for p in SEED_PROMPTS))
+    augmented = out / "augmented.jsonl"
+    for argv in (
+        ["augment", "--input", str(prompts), "--output", str(augmented), "--per-prompt", str(per_prompt), "--seed", str(seed)],
+        ["convert", "--input", str(augmented), "--output-dir", str(out), "--val-ratio", "0.15", "--seed", str(seed), "--strict", "--no-progress"],
+    ):
+        if data_prep(argv) != 0:
+            raise RuntimeError(f"data_prep {argv[0]} failed")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-prompt", type=int, default=2)
+    args = parser.parse_args()
+    build(args.out_dir, args.seed, args.per_prompt)
+
+
+if __name__ == "__main__":
+    main()

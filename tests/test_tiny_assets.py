@@ -1,0 +1,32 @@
+"""Tiny assets built on the spot (no hub): tokenizer, policy and reward models, sample data."""
+
+import pyarrow.parquet as pq
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from data_prep.cli import main as data_prep
+from recipe.rlmr.sample_data import SEED_PROMPTS, build
+from recipe.rlmr.tiny_assets import build_policy_model
+from rewards.spec import ConstraintSpec
+
+
+def test_policy_model_generates_from_a_chat_prompt(tmp_path):
+    path = build_policy_model(tmp_path / "policy")
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Write a poem."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    torch.manual_seed(0)
+    output = model.generate(**prompt, max_new_tokens=8)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    text = "春眠不觉晓, and the sea."
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text  # byte-level: lossless
+
+
+def test_sample_data_is_valid_verl_data_with_checkable_constraints(tmp_path):
+    out = build(tmp_path / "data")
+    rows = pq.read_table(out / "train.parquet").to_pylist() + pq.read_table(out / "val.parquet").to_pylist()
+    assert len(rows) == len(SEED_PROMPTS)
+    assert all(len(ConstraintSpec.parse(r["reward_model"]["ground_truth"]).rules) == 2 for r in rows)
+    build_policy_model(tmp_path / "policy")
+    assert data_prep(["validate", str(out / "train.parquet"), "--tokenizer", str(tmp_path / "policy")]) == 0
