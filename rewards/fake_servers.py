@@ -22,7 +22,7 @@ import json
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from aiohttp import web
 
@@ -72,7 +72,7 @@ class _LoopbackServer:
 
     def _take_fault(self) -> str | None:
         with self._lock:
-            for name in ("status_5xx", "malformed", "truncated", "hang", "wrong"):
+            for name in (f.name for f in fields(Faults)):
                 if getattr(self.faults, name) > 0:
                     setattr(self.faults, name, getattr(self.faults, name) - 1)
                     return name

@@ -95,21 +95,21 @@ class Refiller:
         return num_prompts
 
 
-def make_buffer(refill, train_batch_size=2, **filter_settings):
-    from recipe.rlmr.replay_buffer import RLMRReplayBuffer
+def make_buffer(refill, mode="sync", train_batch_size=2, **filter_settings):
+    """An RLMR buffer as the trainer builds it: sync ones get verl's DAPO sizing, async ones do not."""
+    from recipe.rlmr.replay_buffer import RLMRReplayBuffer, RLMRReplayBufferAsync
 
-    return RLMRReplayBuffer(
-        trainer_mode="sync",
+    sync_sizing = dict(train_batch_size=train_batch_size, gen_batch_size=1, max_inflight_gen_batches=2)
+    return (RLMRReplayBuffer if mode == "sync" else RLMRReplayBufferAsync)(
+        trainer_mode=mode,
         trainer_config={},
         max_off_policy_threshold=8,
         max_off_policy_strategy="drop",
         sampler_kwargs={},
         refill_fn=refill,
         filter_groups_metric="rlmr",
-        train_batch_size=train_batch_size,
-        gen_batch_size=1,
-        max_inflight_gen_batches=2,
         rlmr_filter=GroupFilterSettings(poll_interval_s=0.05, **filter_settings),
+        **(sync_sizing if mode == "sync" else {}),
     )
 
 
@@ -230,23 +230,11 @@ def test_reward_metrics_summarise_the_reward_side():
 
 @pytest.mark.ray
 def test_async_buffer_evicts_and_refills_exactly(transfer_queue):
-    from recipe.rlmr.replay_buffer import RLMRReplayBufferAsync
-
     partition = f"train-{uuid.uuid4().hex[:8]}"
     good = produce(partition, [GOOD])
     produce(partition, [NO_SIGNAL, INVALID])
     refill = Refiller(partition)
-    buffer = RLMRReplayBufferAsync(
-        trainer_mode="colocate_async",
-        trainer_config={},
-        max_off_policy_threshold=8,
-        max_off_policy_strategy="drop",
-        sampler_kwargs={},
-        refill_fn=refill,
-        filter_groups_metric="rlmr",
-        rlmr_filter=GroupFilterSettings(poll_interval_s=0.05),
-    )
-    batch, metrics = buffer.sample(global_steps=0, partition_id=partition, batch_size=3)
+    batch, metrics = make_buffer(refill, mode="colocate_async").sample(global_steps=0, partition_id=partition, batch_size=3)
     assert refill.calls == [2]  # async mode refills exactly what it evicted
     assert sampled_uids(batch) == set(good) | set(refill.uids)
     assert (metrics["rlmr/filter/dropped_no_signal"], metrics["rlmr/filter/dropped_invalid_reward"]) == (1, 1)

@@ -213,35 +213,6 @@ def test_single_vote_follows_the_answer_it_gets(rm_server, rm_dir, judge):
     assert result["reward_extra_info"]["judge_ok"] == 0 and result["reward_extra_info"]["failed_constraints"] == "judge:1"
 
 
-@pytest.fixture(scope="module")
-def rm_server_by_path(rm_dir):
-    """serve_rm as verl's managed RM would look behind its router: served under the model path."""
-    import socket
-    import subprocess
-    import sys
-
-    import requests
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rewards.serve_rm", "--model", str(rm_dir), "--port", str(port), "--threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"  # verl hands managers "ip:port", no scheme
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def test_reward_model_served_by_verl_is_reached_through_the_router_address(rm_server_by_path, rm_dir, judge):
     from transformers import AutoTokenizer
 
