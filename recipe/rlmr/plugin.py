@@ -9,6 +9,9 @@ package is only on ``PYTHONPATH``. It does two things:
    ``verl.trainer.ppo.v1`` is imported, and the ``rlmr`` reward manager (``rewards.manager``)
    right after verl's reward-manager registry is. Those modules cost seconds to import, so only
    the processes that use them pay for it.
+3. only with ``VERL_PLATFORM=cpu``: the opt-in CPU backend (``recipe.rlmr.cpu``): the ``cpu``
+   platform and the gloo backend fix at once, the CPU FSDP engines and the ``hf`` rollout when
+   verl imports its engine and rollout packages.
 
 verl swallows exceptions raised by plugins (logged at debug level only), so every failure here is
 printed to stderr with its traceback before it is re-raised.
@@ -44,6 +47,28 @@ _INSTALL_AFTER = {
     "verl.trainer.ppo.v1": "recipe.rlmr.trainer",  # RLMR-aware V1 trainer classes
     "verl.experimental.reward_loop.reward_manager": "rewards.manager",  # the `rlmr` reward manager
 }
+
+
+# Added to _INSTALL_AFTER only when the CPU backend is asked for (VERL_PLATFORM=cpu).
+_CPU_INSTALL_AFTER = {
+    "verl.workers.engine.fsdp.transformer_impl": "recipe.rlmr.cpu.engines",  # FSDP engines for device cpu
+    "verl.workers.rollout": "recipe.rlmr.cpu.hf_rollout",  # the `hf` rollout replica and adapter
+}
+
+
+def _enable_cpu_backend() -> None:
+    from recipe.rlmr import cpu
+
+    if not cpu.enabled():
+        return
+    try:
+        from recipe.rlmr.cpu import patches, platform  # noqa: F401  (platform registers `cpu`)
+
+        patches.collapse_duplicate_backends()
+    except Exception:
+        _shout("enabling the CPU backend (VERL_PLATFORM=cpu)")
+        raise
+    _INSTALL_AFTER.update(_CPU_INSTALL_AFTER)
 
 
 def _install(module_name: str) -> None:
@@ -105,6 +130,7 @@ def register() -> None:
 
     if any(isinstance(finder, _WatchImports) for finder in sys.meta_path):
         return
+    _enable_cpu_backend()
     waiting = []
     for module_name in _INSTALL_AFTER:
         if module_name in sys.modules:

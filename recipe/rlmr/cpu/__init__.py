@@ -1,0 +1,25 @@
+"""Opt-in CPU backend: run verl's real trainer on a machine with no accelerator.
+
+Switched on by ``VERL_PLATFORM=cpu`` (verl's own platform selector) in the environment of the
+process that starts Ray; Ray's workers inherit it. Nothing here runs otherwise, so a GPU run is
+untouched. What it adds to verl, through verl's extension points:
+
+    platform   the ``cpu`` platform (gloo collectives, CPU "devices", Ray actors that only
+               need the fake GPU slots the run declares with ``ray_init.num_gpus``)
+    engines    verl's FSDP/FSDP2 training engines registered for device ``cpu``
+    patches    two small fixes for spots verl gives no hook for (see ``patches``)
+    hf_rollout an ``hf`` rollout: a Ray actor serving the agent loop with transformers'
+               ``generate``, batched, with weight sync from the actor after every step
+    launch     the Hydra overrides a CPU run needs, and the tiny assets it trains on
+"""
+
+from __future__ import annotations
+
+import os
+
+PLATFORM = "cpu"
+
+
+def enabled() -> bool:
+    """True when this process was asked to run verl on CPU (``VERL_PLATFORM=cpu``)."""
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == PLATFORM

@@ -1,0 +1,380 @@
+"""An ``hf`` rollout for verl: transformers' ``generate`` behind verl's replica interface.
+
+Three pieces, in the places verl looks for them:
+
+``HFRolloutServer``   a Ray actor holding a ``AutoModelForCausalLM`` on CPU. The agent loop calls
+                      ``generate`` once per trajectory, concurrently; requests that arrive while
+                      a batch runs are queued and run together as the next batch (grouped by
+                      sampling parameters), so ``generate`` sees as many rows as are waiting.
+``HFReplica``         ``RolloutReplica`` subclass (``RolloutReplicaRegistry`` name ``hf``) that
+                      starts one server per replica.
+``HFServerAdapter``   the actor-side ``BaseRollout`` (``_ROLLOUT_REGISTRY[("hf", "async")]``).
+                      After each step verl hands it the full ``(name, tensor)`` weights; it
+                      copies them to host tensors and ships them to its server through Ray's
+                      object store, then tells the server the new ``global_steps``.
+
+Log-probs are ``log_softmax(logits / temperature)`` of the chosen token, the quantity verl's
+actor recomputes, so ``training/rollout_probs_diff_*`` measures only numerical drift when the
+weights are in sync. Greedy requests (temperature 0) report log-probs at temperature 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import ray
+import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from verl.utils.config import omega_conf_to_dataclass
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+logger = logging.getLogger(__name__)
+
+ROLLOUT_NAME = "hf"
+
+
+def server_actor_name(replica_rank: int, name_suffix: str = "") -> str:
+    """The Ray actor name the replica gives its server and the adapter looks up."""
+    return f"rlmr_hf_server_{replica_rank}{name_suffix}"
+
+
+def _model_path(model_config) -> str:
+    local = getattr(model_config, "local_path", None)
+    if local:
+        return local
+    return model_config["path"] if hasattr(model_config, "__getitem__") else model_config.path
+
+
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: tuple  # (temperature, top_p, top_k, repetition_penalty): one batch shares these
+    want_logprobs: bool
+    done: asyncio.Future = field(repr=False)
+
+
+class _StopWhenAborted:
+    """A transformers stopping criterion that ends the running batch once ``event`` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+class HFRolloutServer:
+    """Token-in/token-out generation with a transformers model on CPU (one per replica)."""
+
+    def __init__(self, config, model_config, replica_rank: int = 0, num_threads: Optional[int] = None):
+        from transformers import AutoModelForCausalLM, StoppingCriteriaList
+
+        self.config = omega_conf_to_dataclass(config)
+        self.replica_rank = replica_rank
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        path = _model_path(model_config)
+        self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, attn_implementation="sdpa")
+        self.model.eval()
+        generation = self.model.generation_config
+        self.eos_ids = self._as_list(generation.eos_token_id) or self._as_list(self.model.config.eos_token_id)
+        pad = generation.pad_token_id if generation.pad_token_id is not None else self.model.config.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+        self.max_batch = max(1, int(self.config.max_num_seqs or 1))
+        self.global_steps = None
+        self.weight_version = 0
+
+        self._queue: list[_Request] = []
+        self._worker: Optional[asyncio.Task] = None
+        self._model_lock = asyncio.Lock()  # a batch and a weight load never overlap
+        self._abort = threading.Event()  # read by the stopping criterion inside generate
+        self._open = asyncio.Event()  # generation gate (abort_all_requests / resume_generation)
+        self._open.set()
+        self._reject = False
+        self._stopping = StoppingCriteriaList([_StopWhenAborted(self._abort)])
+        self.stats = {"requests": 0, "batches": 0, "rows": 0, "max_rows": 0, "generate_s": 0.0, "weight_updates": 0}
+
+    @staticmethod
+    def _as_list(ids) -> list[int]:
+        if ids is None:
+            return []
+        return list(ids) if isinstance(ids, (list, tuple)) else [int(ids)]
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def _max_tokens(self, prompt_len: int, sampling_params: dict) -> int:
+        limit = sampling_params.get("max_tokens", sampling_params.get("max_new_tokens"))
+        response_length = self.config.response_length
+        budget = min(response_length, self.config.prompt_length + response_length - prompt_len)
+        return max(1, min(int(limit), budget) if limit is not None else budget)
+
+    async def generate(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        image_data: Optional[list[Any]] = None,
+        video_data: Optional[list[Any]] = None,
+        **kwargs,
+    ) -> TokenOutput:
+        if image_data or video_data or kwargs.get("audio_data"):
+            raise NotImplementedError("the hf rollout serves text only")
+        if not self._open.is_set():
+            if self._reject:
+                return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
+            await self._open.wait()
+        temperature = float(sampling_params.get("temperature", 1.0))
+        top_k = int(sampling_params.get("top_k", -1))
+        sampling = (
+            temperature,
+            float(sampling_params.get("top_p", 1.0)),
+            top_k if top_k > 0 else 0,
+            float(sampling_params.get("repetition_penalty", 1.0)),
+        )
+        request = _Request(
+            prompt_ids=list(prompt_ids),
+            max_tokens=self._max_tokens(len(prompt_ids), sampling_params),
+            sampling=sampling,
+            want_logprobs=bool(sampling_params.get("logprobs", False)),
+            done=asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(request)
+        self.stats["requests"] += 1
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return await request.done
+
+    async def _drain(self) -> None:
+        """Run queued requests in batches until the queue is empty."""
+        while self._queue:
+            first = self._queue[0].sampling
+            batch = [r for r in self._queue if r.sampling == first][: self.max_batch]
+            taken = set(map(id, batch))
+            self._queue = [r for r in self._queue if id(r) not in taken]
+            try:
+                async with self._model_lock:
+                    outputs = await asyncio.to_thread(self._generate_batch, batch)
+            except Exception as error:  # every waiting request learns why, none hangs
+                for request in batch:
+                    if not request.done.done():
+                        request.done.set_exception(error)
+                continue
+            for request, output in zip(batch, outputs, strict=True):
+                if not request.done.done():
+                    request.done.set_result(output)
+
+    @torch.no_grad()
+    def _generate_batch(self, batch: list[_Request]) -> list[TokenOutput]:
+        temperature, top_p, top_k, repetition_penalty = batch[0].sampling
+        width = max(len(r.prompt_ids) for r in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, request in enumerate(batch):  # left padding: every row ends where generation starts
+            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+            attention_mask[row, width - len(request.prompt_ids) :] = 1
+        sample = temperature > 0
+        started = time.perf_counter()
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max(r.max_tokens for r in batch),
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_p=top_p if sample else None,
+            top_k=top_k if sample else None,
+            repetition_penalty=repetition_penalty,
+            eos_token_id=self.eos_ids or None,
+            pad_token_id=self.pad_id,
+            stopping_criteria=self._stopping,
+            return_dict_in_generate=True,
+            output_logits=any(r.want_logprobs for r in batch),
+        )
+        aborted = self._abort.is_set()
+        new_tokens = out.sequences[:, width:]  # (rows, steps)
+        logprobs = None
+        if out.logits:
+            logits = torch.stack(out.logits, dim=1).float()  # (rows, steps, vocab): raw, before warpers
+            scaled = torch.log_softmax(logits / (temperature if sample else 1.0), dim=-1)
+            logprobs = scaled.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
+        self.stats["batches"] += 1
+        self.stats["rows"] += len(batch)
+        self.stats["max_rows"] = max(self.stats["max_rows"], len(batch))
+        self.stats["generate_s"] += time.perf_counter() - started
+
+        outputs = []
+        for row, request in enumerate(batch):
+            tokens = new_tokens[row, : request.max_tokens].tolist()
+            finished = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
+            if finished is not None:
+                tokens = tokens[: finished + 1]  # keep the stop token, as vLLM does
+            outputs.append(
+                TokenOutput(
+                    token_ids=tokens,
+                    log_probs=logprobs[row, : len(tokens)].tolist() if (request.want_logprobs and logprobs is not None) else None,
+                    stop_reason="aborted" if (aborted and finished is None and len(tokens) < request.max_tokens) else "completed",
+                    extra_fields={"global_steps": self.global_steps},
+                )
+            )
+        return outputs
+
+    # ---- weights ----------------------------------------------------------------------------
+
+    async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
+        """Copy ``named_tensors`` (full HF-named tensors) into the model; unknown names are an error."""
+        async with self._model_lock:
+            params = dict(self.model.named_parameters())
+            buffers = dict(self.model.named_buffers())
+            unknown = sorted(set(named_tensors) - set(params) - set(buffers))
+            if unknown:
+                raise KeyError(f"hf rollout: weights the model does not have: {unknown[:5]} ({len(unknown)} in all)")
+            with torch.no_grad():
+                for name, tensor in named_tensors.items():
+                    target = params.get(name, buffers.get(name))
+                    if target.shape != tensor.shape:
+                        raise ValueError(f"hf rollout: {name} has shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}")
+                    target.copy_(tensor)
+            self.weight_version += 1
+            self.stats["weight_updates"] += 1
+            if global_steps is not None:
+                self.global_steps = global_steps
+            return {"updated": len(named_tensors), "weight_version": self.weight_version}
+
+    async def set_global_steps(self, global_steps: int) -> None:
+        self.global_steps = global_steps
+
+    async def get_weight(self, name: str) -> torch.Tensor:
+        """One parameter, as the server holds it (for checks that weight sync happened)."""
+        return dict(self.model.named_parameters())[name].detach().clone()
+
+    async def get_stats(self) -> dict:
+        return dict(self.stats, weight_version=self.weight_version, global_steps=self.global_steps)
+
+    # ---- partial rollout: abort and resume --------------------------------------------------
+
+    async def abort_all_requests(self, reject_request: bool = False) -> dict:
+        """Close the gate, end the running batch early (its rows come back "aborted") and answer
+        queued requests "aborted" at once. New requests wait for ``resume_generation`` (or are
+        answered "aborted" when ``reject_request``)."""
+        self._open.clear()
+        self._reject = reject_request
+        self._abort.set()
+        queued, self._queue = self._queue, []
+        for request in queued:
+            if not request.done.done():
+                request.done.set_result(TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps}))
+        async with self._model_lock:  # wait for the running batch to stop
+            pass
+        return {"aborted_count": len(queued)}
+
+    async def resume_generation(self) -> None:
+        self._abort.clear()
+        self._reject = False
+        self._open.set()
+
+    # ---- memory management: weights live in host RAM, so these have nothing to free ---------
+
+    async def wake_up(self):
+        return None
+
+    async def sleep(self):
+        async with self._model_lock:  # let a running batch finish first
+            return None
+
+    async def clear_kv_cache(self):
+        return None
+
+    async def release_kv_cache(self):
+        return None
+
+    async def resume_kv_cache(self):
+        return None
+
+    async def start_profile(self, **kwargs):
+        return None
+
+    async def stop_profile(self):
+        return None
+
+
+class HFReplica(RolloutReplica):
+    """One ``HFRolloutServer`` per replica, on the node of the replica's first worker."""
+
+    async def launch_servers(self):
+        name = server_actor_name(self.replica_rank, self.name_suffix)
+        options = {"name": name, "max_concurrency": self.max_concurrency, "num_cpus": 0}
+        if self.workers:
+            node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        threads = int(os.environ.get("RLMR_HF_ROLLOUT_THREADS", "0")) or None
+        server = ray.remote(HFRolloutServer).options(**options).remote(
+            config=self.config, model_config=self.model_config, replica_rank=self.replica_rank, num_threads=threads
+        )
+        await server.get_stats.remote()  # raises here if the model failed to load
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"hf-replica-{self.replica_rank}{self.name_suffix}"  # a key only: no HTTP
+
+    async def sleep(self):
+        await asyncio.gather(*[server.sleep.remote() for server in self.servers])
+
+
+class HFServerAdapter(BaseRollout):
+    """Lives in each trainer process; the first rank of each rollout replica owns the server."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
+        super().__init__(config, model_config, device_mesh)
+        rollout_world_size = (
+            self.config.tensor_model_parallel_size * self.config.data_parallel_size * self.config.pipeline_model_parallel_size
+        )
+        rank = int(os.environ.get("RANK", "0"))
+        self.replica_rank = rank // rollout_world_size if replica_rank == -1 else replica_rank
+        self.owns_server = rank % rollout_world_size == 0
+        self._server = None
+
+    def _server_handle(self):
+        if self._server is None:
+            self._server = ray.get_actor(server_actor_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]):
+        return None  # weights and cache stay in host memory
+
+    async def release(self):
+        return None
+
+    async def update_weights(self, weights, wire_format: str = "named_tensors", global_steps: Optional[int] = None, **kwargs):
+        if wire_format != "named_tensors":
+            raise NotImplementedError(f"the hf rollout takes full named tensors, not wire_format={wire_format!r}")
+        if kwargs.get("peft_config") is not None and kwargs.get("base_sync_done", True):
+            raise NotImplementedError("the hf rollout does not load LoRA adapters; set model.lora.merge=True")
+        # Every rank walks the generator: building full tensors from FSDP shards is collective.
+        state = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights}
+        if not self.owns_server:
+            return None
+        return await self._server_handle().update_weights.remote(state, global_steps=global_steps)
+
+
+def _load_replica():
+    return HFReplica
+
+
+def register() -> None:
+    """Make ``actor_rollout_ref.rollout.name=hf`` known to verl (idempotent)."""
+    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+    _ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
+
+
+__all__ = ["HFReplica", "HFRolloutServer", "HFServerAdapter", "ROLLOUT_NAME", "register", "server_actor_name"]
+
+register()  # imported by the plugin right after verl.workers.rollout, only with VERL_PLATFORM=cpu
