@@ -230,14 +230,14 @@ class HFRolloutServer:
     async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
         """Copy ``named_tensors`` (full HF-named tensors) into the model; unknown names are an error."""
         async with self._model_lock:
-            params = dict(self.model.named_parameters())
-            buffers = dict(self.model.named_buffers())
-            unknown = sorted(set(named_tensors) - set(params) - set(buffers))
+            # state_dict, not named_parameters: tied weights (lm_head = embed_tokens) keep both names
+            targets = self.model.state_dict(keep_vars=True)
+            unknown = sorted(set(named_tensors) - set(targets))
             if unknown:
                 raise KeyError(f"hf rollout: weights the model does not have: {unknown[:5]} ({len(unknown)} in all)")
             with torch.no_grad():
                 for name, tensor in named_tensors.items():
-                    target = params.get(name, buffers.get(name))
+                    target = targets[name]
                     if target.shape != tensor.shape:
                         raise ValueError(f"hf rollout: {name} has shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}")
                     target.copy_(tensor)
