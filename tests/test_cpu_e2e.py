@@ -49,12 +49,14 @@ def test_violators_get_negative_advantages_whenever_a_group_has_both_kinds(verl_
 
 
 def test_rollout_weights_follow_the_actor(verl_run):
-    """The rollout's log-probs match the actor's recomputation at every step, including those
-    after an actor update: the server generates with the weights the actor just trained.
-    (test_cpu_backend shows a weight load changing what the server generates.)"""
+    """At every step the rollout's log-probs equal the actor's recomputation: the server generates
+    with the weights the actor just trained. Both compute in fp32, so in sync they agree to ~2e-7
+    (mean |log-ppl| difference per sequence); with the weight load switched off the same run
+    measured 1.1e-3 at step 2 and 1.6e-3 at step 3."""
     _, _, scalars = verl_run
     for metrics in scalars.values():
-        assert metrics["training/rollout_probs_diff_max"] < 5e-3
+        assert metrics["rollout_corr/log_ppl_abs_diff"] < 1e-5
+        assert metrics["training/rollout_probs_diff_max"] < 1e-6
 
 
 def test_the_group_filter_ran_inside_the_trainer(verl_run):

@@ -136,6 +136,10 @@ def cpu_overrides(assets: TinyAssets, rm_url: str, workdir: str | Path, steps: i
         "actor_rollout_ref.actor.strategy=fsdp2",
         "actor_rollout_ref.ref.strategy=fsdp2",
         "actor_rollout_ref.actor.optim.lr=1e-4",  # a tiny random model needs a visible step size
+        # fp32 compute (verl's FSDP default is bf16 params): CPUs gain nothing from bf16, and the
+        # rollout (fp32) and the actor then agree on log-probs to ~1e-6, not ~1e-2
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32",
+        "+actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={prompts_per_step}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={rollout_batch}",
         "actor_rollout_ref.actor.use_kl_loss=false",
