@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -48,10 +49,15 @@ def read_scalars(tensorboard_dir: str | Path) -> dict[int, dict[str, float]]:
     return dict(sorted(steps.items()))
 
 
+def _known(values: dict[str, float], tag: str) -> bool:
+    return tag in values and not math.isnan(values[tag])
+
+
 def format_table(scalars: dict[int, dict[str, float]]) -> str:
+    """One row per step; "-" where the step has no value (e.g. no group with both kinds)."""
     header = ["step"] + [title for _, title, _ in COLUMNS]
     rows = [
-        [str(step)] + [fmt.format(values[tag]) if tag in values else "-" for tag, _, fmt in COLUMNS]
+        [str(step)] + [fmt.format(values[tag]) if _known(values, tag) else "-" for tag, _, fmt in COLUMNS]
         for step, values in scalars.items()
     ]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
@@ -76,7 +82,7 @@ def plot(scalars: dict[int, dict[str, float]], path: Path) -> None:
     steps = list(scalars)
     figure, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 3.2))
     for axis, (tag, title, _) in zip(axes, COLUMNS):
-        points = [(step, values[tag]) for step, values in scalars.items() if tag in values]
+        points = [(step, values[tag]) for step, values in scalars.items() if _known(values, tag)]
         axis.plot([s for s, _ in points], [v for _, v in points], marker="o")
         axis.set_title(title)
         axis.set_xlabel("step")
@@ -117,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     if not scalars:
         print(f"the trainer wrote no metrics to {workdir / 'tensorboard'}; see {log}", file=sys.stderr)
         return 1
-    print(f"\n{format_table(scalars)}\n")
+    print(f"\n{format_table(scalars)}")
+    print("writing score: the writing RM's mean; violation rate: share of the trained batch breaking a constraint;")
+    print("violator adv.: violators' mean advantage in groups with both kinds (-: no such group that step)\n")
     write_csv(scalars, workdir / "metrics.csv")
     plot(scalars, workdir / "curves.png")
     print(f"finished in {time.monotonic() - started:.0f} s")

@@ -38,6 +38,7 @@ from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 logger = logging.getLogger(__name__)
 
 ROLLOUT_NAME = "hf"
+BATCH_WINDOW_S = 0.01  # how long a request that finds the server idle waits for company
 
 
 def server_actor_name(replica_rank: int, name_suffix: str = "") -> str:
@@ -155,6 +156,9 @@ class HFRolloutServer:
     async def _drain(self) -> None:
         """Run queued requests in batches until the queue is empty."""
         while self._queue:
+            # the agent loop sends a step's requests within milliseconds of each other: wait
+            # briefly so the first one does not run alone
+            await asyncio.sleep(BATCH_WINDOW_S)
             first = self._queue[0].sampling
             batch = [r for r in self._queue if r.sampling == first][: self.max_batch]
             taken = set(map(id, batch))

@@ -164,6 +164,7 @@ def cpu_overrides(assets: TinyAssets, rm_url: str, workdir: str | Path, steps: i
         "trainer.nnodes=1",
         "ray_kwargs.ray_init.num_cpus=8",  # scheduling slots, not cores (4 stalls worker creation)
         "+ray_kwargs.ray_init.num_gpus=1",
+        "+ray_kwargs.ray_init.include_dashboard=false",  # saves a process and seconds of start-up
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         # the run
         f"trainer.total_training_steps={steps}",
