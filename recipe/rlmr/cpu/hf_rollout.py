@@ -159,6 +159,8 @@ class HFRolloutServer:
             # the agent loop sends a step's requests within milliseconds of each other: wait
             # briefly so the first one does not run alone
             await asyncio.sleep(BATCH_WINDOW_S)
+            if not self._queue:  # abort_all_requests answered them meanwhile
+                break
             first = self._queue[0].sampling
             batch = [r for r in self._queue if r.sampling == first][: self.max_batch]
             taken = set(map(id, batch))
@@ -360,9 +362,11 @@ class HFServerAdapter(BaseRollout):
         if kwargs.get("peft_config") is not None and kwargs.get("base_sync_done", True):
             raise NotImplementedError("the hf rollout does not load LoRA adapters; set model.lora.merge=True")
         # Every rank walks the generator: building full tensors from FSDP shards is collective.
-        state = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights}
         if not self.owns_server:
+            for _ in weights:
+                pass
             return None
+        state = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights}
         return await self._server_handle().update_weights.remote(state, global_steps=global_steps)
 
 
