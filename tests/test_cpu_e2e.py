@@ -59,11 +59,13 @@ def test_rollout_weights_follow_the_actor(verl_run):
         assert metrics["training/rollout_probs_diff_max"] < 1e-6
 
 
-def test_the_group_filter_ran_inside_the_trainer(verl_run):
+def test_the_group_filter_dropped_and_refilled_inside_the_trainer(verl_run):
+    """The random policy breaks most constraints, so all-violating groups are dropped and their
+    prompts resampled (every run so far hit the per-step bound of 16 drops)."""
     _, _, scalars = verl_run
     for metrics in scalars.values():
-        assert "rlmr/filter/dropped_groups" in metrics
-        assert metrics["rlmr/filter/dropped_groups"] <= metrics["rlmr/filter/resampled_prompts"] + 1e-9
+        assert metrics["rlmr/filter/resampled_prompts"] >= metrics["rlmr/filter/dropped_groups"]
+    assert sum(metrics["rlmr/filter/dropped_groups"] for metrics in scalars.values()) > 0
 
 
 def test_make_demo_runs_the_recipe_entry_and_names_its_outputs(tmp_path):

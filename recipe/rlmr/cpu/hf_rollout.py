@@ -82,6 +82,9 @@ class HFRolloutServer:
         self.replica_rank = replica_rank
         if num_threads:
             torch.set_num_threads(num_threads)
+        # sampling draws from this process's torch RNG; seed it per replica (batch composition
+        # still depends on request timing, so runs are repeatable only roughly)
+        torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
         path = _model_path(model_config)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
         self.model.eval()
