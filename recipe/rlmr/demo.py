@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entry", choices=["recipe", "verl"], default="recipe",
                         help="recipe: python -m recipe.rlmr.main_rlmr; verl: python -m verl.trainer.main_ppo")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the trainer")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     from recipe.rlmr.cpu import launch
 

@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--entry", choices=["verl", "recipe"], default="verl")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     result = run(args.workdir, args.steps, args.entry, args.overrides)
     print(f"trainer exited with {result.returncode}; log: {Path(args.workdir) / 'trainer.log'}")
     sys.exit(result.returncode)
