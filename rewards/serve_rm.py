@@ -11,6 +11,9 @@ against it runs unchanged against them on a cluster:
 - ``POST /v1/embeddings`` (SGLang) -> ``{"data": [{"index", "object": "embedding", "embedding": [score]}]}``
 - ``GET /health``, ``GET /v1/models``, ``GET /stats`` (batches run, largest batch).
 
+``serve_in_subprocess(model_dir)`` starts it as a child process on a free loopback port and
+waits until it answers (the tests, ``make demo`` and the CPU launcher use it).
+
 The score is the model's raw last logit (``use_activation=false``, as verl asks for), or its
 sigmoid. Texts from requests that arrive within ``--max-wait-ms`` of each other run as one
 forward pass of up to ``--max-batch-size`` texts. Clusters serve real reward models with vLLM or
@@ -21,7 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -204,6 +214,46 @@ def load_scorer(model_dir: str, max_batch_size: int, max_wait_ms: float, max_len
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return BatchingScorer(model, tokenizer, max_batch_size, max_wait_ms, max_length)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None,
+                        startup_timeout_s: float = 120.0):
+    """Run this server for ``model_dir`` in a child process on a free loopback port; yields the
+    port once ``/health`` answers, and stops the process on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "rewards.serve_rm", "--model", str(model_dir), "--port", str(port),
+               "--threads", str(threads)]
+    if served_model_name:
+        command += ["--served-model-name", served_model_name]
+    log = open(log_path, "w") if log_path else None
+    process = subprocess.Popen(command, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if process.poll() is not None:
+                detail = f"see {log_path}" if log else process.stderr.read()[-2000:]
+                raise RuntimeError(f"rewards.serve_rm exited with {process.returncode} before serving: {detail}")
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rewards.serve_rm did not answer /health on port {port} within {startup_timeout_s:.0f} s")
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if log:
+            log.close()
 
 
 def main() -> None:

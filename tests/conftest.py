@@ -1,54 +1,21 @@
 """Shared fixtures: a tiny reward model built on the spot, `rewards.serve_rm` serving it, and a
 private Ray + TransferQueue."""
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 
 import pytest
-import requests
 
 from recipe.rlmr.tiny_assets import build_reward_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rewards.serve_rm import free_port
+from rewards.serve_rm import serve_in_subprocess as serve_rm
 
 
 @pytest.fixture(scope="session")
 def rm_dir(tmp_path_factory):
     return build_reward_model(tmp_path_factory.mktemp("tiny-rm"))
-
-
-@contextlib.contextmanager
-def serve_rm(rm_dir, served_model_name=None):
-    """`python -m rewards.serve_rm` on a free loopback port, until it answers /health; yields the port."""
-    port = free_port()
-    command = [sys.executable, "-m", "rewards.serve_rm", "--model", str(rm_dir), "--port", str(port), "--threads", "1"]
-    if served_model_name:
-        command += ["--served-model-name", served_model_name]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError(f"serve_rm exited: {process.stderr.read()}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +30,6 @@ def rm_server_by_path(rm_dir):
     addressed as "ip:port" with no scheme (what verl hands to reward managers)."""
     with serve_rm(rm_dir) as port:
         yield f"127.0.0.1:{port}"
-
-
 
 
 @pytest.fixture

@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 RM_NAME = "tiny-rm"
@@ -63,40 +59,13 @@ def build_assets(workdir: str | Path, seed: int = 0) -> TinyAssets:
     return assets
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_reward_model(model_dir: str | Path, log_path: str | Path | None = None):
-    """``python -m rewards.serve_rm`` on a free loopback port until it answers; yields its URL."""
-    port = free_port()
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rewards.serve_rm", "--model", str(model_dir), "--port", str(port),
-         "--served-model-name", RM_NAME, "--threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the reward model server exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the reward model server did not answer {url}/health within 120 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if log_path:
-            log.close()
+    """``python -m rewards.serve_rm`` for ``model_dir`` on a free loopback port; yields its URL."""
+    from rewards.serve_rm import serve_in_subprocess
+
+    with serve_in_subprocess(model_dir, served_model_name=RM_NAME, log_path=log_path) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def cpu_env(workdir: str | Path) -> dict[str, str]:
