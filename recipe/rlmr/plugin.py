@@ -34,7 +34,7 @@ ESTIMATOR_NAME = "rlmr"
 
 
 def _shout(what: str) -> None:
-    message = f"[verl-rlmr] {what} FAILED in pid {os.getpid()}; algorithm.adv_estimator=rlmr will not work here.\n"
+    message = f"[verl-rlmr] {what} FAILED in pid {os.getpid()}; verl-rlmr will not work in this process.\n"
     sys.stderr.write(message + traceback.format_exc())
     sys.stderr.flush()
     logger.error(message.strip())
