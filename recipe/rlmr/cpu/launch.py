@@ -1,7 +1,7 @@
 """Everything a CPU training run needs besides verl: tiny assets, a reward-model server, the
 environment and the Hydra overrides. Used by the end-to-end test and by ``make demo``.
 
-    python -m recipe.rlmr.cpu.launch WORKDIR [--steps 3] [--entry verl|recipe] [-- overrides...]
+    python -m recipe.rlmr.cpu.launch WORKDIR [--steps 3] [--entry verl|recipe] [overrides...]
 
 builds the tiny policy, reward model and sample data under WORKDIR, serves the reward model on
 a loopback port (``python -m rewards.serve_rm``), and runs
