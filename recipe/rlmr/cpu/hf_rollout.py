@@ -106,6 +106,10 @@ class HFRolloutServer:
         self._stopping = StoppingCriteriaList([_StopWhenAborted(self._abort)])
         self.stats = {"requests": 0, "batches": 0, "rows": 0, "max_rows": 0, "generate_s": 0.0, "weight_updates": 0}
 
+    def _aborted(self) -> TokenOutput:
+        """The answer to a request that never reached the model."""
+        return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
+
     @staticmethod
     def _as_list(ids) -> list[int]:
         if ids is None:
@@ -133,7 +137,7 @@ class HFRolloutServer:
             raise NotImplementedError("the hf rollout serves text only")
         if not self._open.is_set():
             if self._reject:
-                return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
+                return self._aborted()
             await self._open.wait()
         temperature = float(sampling_params.get("temperature", 1.0))
         top_k = int(sampling_params.get("top_k", -1))
@@ -256,9 +260,6 @@ class HFRolloutServer:
                 self.global_steps = global_steps
             return {"updated": len(named_tensors), "weight_version": self.weight_version}
 
-    async def set_global_steps(self, global_steps: int) -> None:
-        self.global_steps = global_steps
-
     async def get_weight(self, name: str) -> torch.Tensor:
         """One parameter, as the server holds it (for checks that weight sync happened)."""
         return dict(self.model.named_parameters())[name].detach().clone()
@@ -278,7 +279,7 @@ class HFRolloutServer:
         queued, self._queue = self._queue, []
         for request in queued:
             if not request.done.done():
-                request.done.set_result(TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps}))
+                request.done.set_result(self._aborted())
         async with self._model_lock:  # wait for the running batch to stop
             pass
         return {"aborted_count": len(queued)}
@@ -330,9 +331,6 @@ class HFReplica(RolloutReplica):
         self.servers = [server]
         self._server_handle = server
         self._server_address = f"hf-replica-{self.replica_rank}{self.name_suffix}"  # a key only: no HTTP
-
-    async def sleep(self):
-        await asyncio.gather(*[server.sleep.remote() for server in self.servers])
 
 
 class HFServerAdapter(BaseRollout):
