@@ -156,14 +156,15 @@ def trainer_command(entry: str, overrides: list[str]) -> list[str]:
 
 
 def run(workdir: str | Path, steps: int = 3, entry: str = "verl", extra: list[str] | None = None,
-        log_path: str | Path | None = None, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+        log_path: str | Path | None = None, timeout_s: float | None = None,
+        samples_per_prompt: int = 4) -> subprocess.CompletedProcess:
     """Build assets, serve the RM, run the trainer; the trainer's output goes to ``log_path``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     assets = build_assets(workdir)
     log_path = Path(log_path or workdir / "trainer.log")
     with serve_reward_model(assets.reward_model, workdir / "reward_model_server.log") as rm_url:
-        command = trainer_command(entry, cpu_overrides(assets, rm_url, workdir, steps) + list(extra or []))
+        command = trainer_command(entry, cpu_overrides(assets, rm_url, workdir, steps, samples_per_prompt=samples_per_prompt) + list(extra or []))
         with open(log_path, "w") as log:
             return subprocess.run(command, env=cpu_env(workdir), stdout=log, stderr=subprocess.STDOUT,
                                   timeout=timeout_s, check=False)
