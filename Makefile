@@ -22,7 +22,7 @@ test: $(STAMP)
 # A real RLMR training run on CPU (tiny models built here); outputs under ./rlmr-demo.
 DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python -m recipe.rlmr.demo $(DEMO_ARGS)
+	$(BIN)/python -m recipe.rlmr.dev.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/advantage_overhead.py

@@ -33,7 +33,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
-from recipe.rlmr.tiny_assets import build_tokenizer
+from recipe.rlmr.dev.tiny_assets import build_tokenizer
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager

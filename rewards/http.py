@@ -12,10 +12,11 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+
+from rewards.config import BackendConfig
 
 T = TypeVar("T")
 
@@ -28,19 +29,10 @@ class RetryableError(RewardCallError):
     """A failure worth another attempt (5xx, 429, connection, timeout, unparsable answer)."""
 
 
-@dataclass(frozen=True)
-class HttpSettings:
-    timeout_s: float = 60.0
-    max_concurrency: int = 32
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    backoff_max_s: float = 10.0
-
-
 class PooledClient:
     """An aiohttp session and semaphore created lazily on the event loop that first uses them."""
 
-    def __init__(self, base_url: str, settings: HttpSettings, headers: dict[str, str] | None = None):
+    def __init__(self, base_url: str, settings: BackendConfig, headers: dict[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
         self.settings = settings
         self.headers = headers or {}

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
-from rewards.http import HttpSettings, PooledClient, RetryableError
+from rewards.config import JudgeConfig
+from rewards.http import PooledClient, RetryableError
 
 JUDGE_PROMPT_VERSION = "rlmr-judge-v1"
 
@@ -35,17 +37,6 @@ SYSTEM_PROMPT = (
     'JSON object and nothing else: {"verdicts": [{"id": <constraint number>, "satisfied": true|false, '
     '"reason": "<one short sentence>"}]}, one entry per constraint, in order.'
 )
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    base_url: str
-    model: str
-    http: HttpSettings = HttpSettings(timeout_s=120.0, max_concurrency=64)
-    votes: int = 1
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    api_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +89,21 @@ def parse_verdict(text: str, num_constraints: int) -> tuple[list[bool], list[str
 
 
 class ConstraintJudge:
-    def __init__(self, settings: JudgeSettings):
-        if settings.votes < 1:
-            raise ValueError(f"judge votes must be >= 1, got {settings.votes}")
+    def __init__(self, settings: JudgeConfig):
+        """``settings`` (``reward.rlmr.judge``) must name ``url`` and ``model``; with ``api_key_env`` the
+        key is read from that environment variable, which must be set."""
+        if not settings.url or not settings.model:
+            raise ValueError(
+                f"reward.rlmr.judge needs url and model (the judge served at url), got url={settings.url!r}, model={settings.model!r}"
+            )
+        headers = None
+        if settings.api_key_env:
+            api_key = os.environ.get(settings.api_key_env)
+            if not api_key:
+                raise ValueError(f"reward.rlmr.judge.api_key_env={settings.api_key_env}, but that environment variable is not set")
+            headers = {"Authorization": f"Bearer {api_key}"}
         self.settings = settings
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else None
-        self.http = PooledClient(settings.base_url, settings.http, headers=headers)
+        self.http = PooledClient(settings.url, settings, headers=headers)
 
     async def _one_vote(self, messages: list[dict[str, str]], num_constraints: int) -> tuple[list[bool], list[str], int]:
         payload = {

@@ -7,8 +7,9 @@ Backends (``backend``):
 - ``vllm_pooling``: vLLM ``POST /pooling``, score = last value of ``data[i].data``;
 - ``sglang``: SGLang ``POST /v1/embeddings``, score = last value of ``data[i].embedding``.
 
-The base URL is an external server's (``url``) or, when verl serves the reward model
-(``reward.reward_model.enable=True``), verl's reward router (``reward_router_address``, "ip:port").
+Settings are ``reward.rlmr.writing_rm`` (``rewards.config.WritingRMConfig``). The base URL is an
+external server's (``url``) or, when verl serves the reward model (``reward.reward_model.enable=True``),
+verl's reward router (``reward_router_address``, "ip:port"): the manager fills it in.
 The (prompt, response) pair is formatted as verl does: the prompt's chat messages plus an
 assistant turn, through the reward model's own chat template, leading BOS removed. Inputs longer
 than ``max_input_tokens`` keep their last tokens (the response end) and are counted as truncated.
@@ -20,24 +21,13 @@ Concurrent ``score`` calls are gathered into micro-batches (list inputs) of up t
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from rewards.http import HttpSettings, PooledClient, RetryableError, RewardCallError
+from rewards.config import WritingRMConfig
+from rewards.http import PooledClient, RetryableError, RewardCallError
 
 Backend = Literal["vllm_classify", "vllm_pooling", "sglang"]
 _PATHS = {"vllm_classify": "/classify", "vllm_pooling": "/pooling", "sglang": "/v1/embeddings"}
-
-
-@dataclass(frozen=True)
-class WritingRMSettings:
-    base_url: str
-    model: str
-    backend: Backend = "vllm_classify"
-    http: HttpSettings = HttpSettings()
-    max_input_tokens: int = 16384
-    micro_batch_size: int = 16
-    micro_batch_wait_ms: float = 2.0
 
 
 def _extract_scores(backend: Backend, body: Any, expected: int) -> list[float]:
@@ -66,10 +56,14 @@ def _last(value: Any) -> float:
 class WritingRMClient:
     """Scores (chat prompt, response) pairs; ``score`` raises RewardCallError when it cannot."""
 
-    def __init__(self, settings: WritingRMSettings, tokenizer):
+    def __init__(self, settings: WritingRMConfig, tokenizer):
+        """``settings`` must name ``url`` and ``model``; a null ``backend`` means vllm_classify."""
+        if not settings.url or not settings.model:
+            raise ValueError(f"the writing RM client needs a url and a model name, got url={settings.url!r}, model={settings.model!r}")
         self.settings = settings
+        self.backend: Backend = settings.backend or "vllm_classify"
         self.tokenizer = tokenizer
-        self.http = PooledClient(settings.base_url, settings.http)
+        self.http = PooledClient(settings.url, settings)
         self.truncated = 0  # inputs cut to max_input_tokens so far
         self._pending: list[tuple[str, asyncio.Future]] = []
         self._flush_scheduled = False
@@ -114,11 +108,12 @@ class WritingRMClient:
     async def _send(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         texts = [text for text, _ in batch]
         payload: dict[str, Any] = {"model": self.settings.model, "input": texts}
-        if self.settings.backend == "vllm_classify":
+        if self.backend == "vllm_classify":
             payload["use_activation"] = False
+
         async def attempt() -> list[float]:
-            body = await self.http.post_json_once(_PATHS[self.settings.backend], payload)
-            return _extract_scores(self.settings.backend, body, len(texts))
+            body = await self.http.post_json_once(_PATHS[self.backend], payload)
+            return _extract_scores(self.backend, body, len(texts))
 
         try:
             scores = await self.http.with_retries(attempt)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from recipe.rlmr.tiny_assets import build_reward_model
+from recipe.rlmr.dev.tiny_assets import build_reward_model
 from rewards.serve_rm import free_port
 from rewards.serve_rm import serve_in_subprocess as serve_rm
 

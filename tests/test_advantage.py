@@ -17,8 +17,9 @@ from recipe.rlmr.advantage import (
     compute_rlmr_outcome_advantage,
     group_penalty,
     rlmr_penalized_scores,
-    rlmr_settings,
 )
+from recipe.rlmr.schema import ConfigError, RLMRConfig
+from recipe.rlmr.verdicts import rlmr_estimator, supply_verdicts
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,7 +92,7 @@ def test_every_violator_in_a_mixed_group_ends_negative_and_gamma_below_the_mean(
     rewards, mask = token_tensors(scores, width, lengths)
     penalized = rlmr_penalized_scores(rewards.sum(-1), ok, index, gamma).numpy()
     advantages, returns = compute_rlmr_outcome_advantage(
-        rewards, mask, index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm
+        rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm
     )
     adv = per_sample(advantages, lengths)
     tol = tolerance(scores)
@@ -138,7 +139,7 @@ def test_delta_is_the_smallest_penalty_that_keeps_the_margin(batch, gamma):
 def test_compliant_samples_keep_their_order(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
     rewards, mask = token_tensors(scores, width, lengths)
-    adv = per_sample(compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm)[0], lengths)
+    adv = per_sample(compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)[0], lengths)
     for uid in set(index):
         rows = np.flatnonzero((index == uid) & ok)
         for i in rows:
@@ -184,8 +185,8 @@ def test_all_compliant_equals_verl_grpo_in_float32():
 def test_adding_a_constant_to_a_group_changes_nothing(batch, gamma, norm, shift):
     scores, ok, index, width, lengths = batch
     shifted = scores + np.where(index == index[0], shift, 0.0)  # shift one group only
-    a, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm)
-    b, _ = compute_rlmr_outcome_advantage(*token_tensors(shifted, width, lengths), index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm)
+    a, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
+    b, _ = compute_rlmr_outcome_advantage(*token_tensors(shifted, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
     magnitude = 1.0 if norm else 1.0 + float(np.abs(scores).max())
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9 * magnitude * (1 + abs(shift)))
 
@@ -194,7 +195,7 @@ def test_adding_a_constant_to_a_group_changes_nothing(batch, gamma, norm, shift)
 @given(batch=batches(verdicts=False), gamma=st.floats(0.0, 10.0), norm=st.booleans())
 def test_groups_where_everyone_violates_get_zero(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
-    advantages, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm)
+    advantages, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
     assert torch.count_nonzero(advantages) == 0
 
 
@@ -203,7 +204,7 @@ def test_groups_where_everyone_violates_get_zero(batch, gamma, norm):
 def test_masked_tokens_are_zero_and_each_response_carries_one_value(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
     rewards, mask = token_tensors(scores, width, lengths)
-    advantages, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma, norm_adv_by_std_in_grpo=norm)
+    advantages, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
     assert torch.all(advantages[mask == 0] == 0)
     for i, length in enumerate(lengths):
         assert torch.all(advantages[i, :length] == advantages[i, 0])
@@ -225,13 +226,14 @@ def test_a_violator_far_below_is_not_penalised():
     torch.testing.assert_close(penalized, torch.tensor([5.0, 6.0, -10.0], dtype=torch.float64))
 
 
-def test_config_section_overrides_arguments():
+def test_the_registered_estimator_reads_verls_algorithm_section():
+    """verl hands registered estimators only ``config``: gamma, epsilon and the std switch come from it."""
     config = OmegaConf.create({"norm_adv_by_std_in_grpo": False, "rlmr": {"gamma": 3.0, "epsilon": 1e-3}})
-    assert rlmr_settings(config, gamma=1.0) == rlmr_settings(None, gamma=3.0, epsilon=1e-3, norm_adv_by_std_in_grpo=False)
     rewards = torch.zeros(2, 1)
     rewards[:, 0] = torch.tensor([0.0, 10.0])
     # violator scored 10 vs compliant 0, gamma 3: delta = (2*10 + 2*3 - 10) / 1 = 16 -> r' = [0, -6], mean -3
-    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(2, 1), ["u", "u"], [1, 0], gamma=1.0, config=config)
+    with supply_verdicts([True, False]):
+        adv, _ = rlmr_estimator(rewards, torch.ones(2, 1), np.array(["u", "u"], dtype=object), config)
     torch.testing.assert_close(adv[:, 0], torch.tensor([3.0, -3.0]))
 
 
@@ -245,8 +247,10 @@ def test_bad_verdicts_are_refused(constraints_ok, message):
 
 
 def test_negative_gamma_is_refused():
-    with pytest.raises(ValueError, match="gamma"):
-        compute_rlmr_outcome_advantage(torch.ones(2, 1), torch.ones(2, 1), [0, 0], [1, 0], gamma=-1.0)
+    with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.gamma: Input should be greater than or equal to 0"):
+        RLMRConfig.from_algorithm({"rlmr": {"gamma": -1.0}})
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        group_penalty(torch.ones(2), [1, 0], [0, 0], gamma=-1.0)
 
 
 @SETTINGS
@@ -255,8 +259,8 @@ def test_groups_with_an_invalid_reward_get_zero_and_others_are_untouched(batch, 
     scores, ok, index, width, lengths = batch
     valid = np.array(data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores))))
     rewards, mask = token_tensors(scores, width, lengths)
-    with_flags, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma, reward_valid=valid)
-    without, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, gamma=gamma)
+    with_flags, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), reward_valid=valid)
+    without, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma))
     for uid in set(index):
         rows = index == uid
         expected = torch.zeros_like(without[rows]) if not valid[rows].all() else without[rows]
@@ -264,7 +268,7 @@ def test_groups_with_an_invalid_reward_get_zero_and_others_are_untouched(batch, 
 
 
 def _mode_config(mode, weight=1.0):
-    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "rlmr": {"gamma": 1.0, "mode": mode, "fixed_weight": weight}})
+    return RLMRConfig.from_algorithm({"rlmr": {"gamma": 1.0, "mode": mode, "fixed_weight": weight}})
 
 
 # group "a": a violator with the best writing score; group "b": everyone violates
@@ -276,7 +280,7 @@ MODE_INDEX = ["a", "a", "a", "a", "b", "b"]
 def _mode_advantages(mode, weight=1.0, valid=None):
     rewards = torch.zeros(6, 1)
     rewards[:, 0] = torch.tensor(MODE_SCORES)
-    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(6, 1), MODE_INDEX, MODE_OK, config=_mode_config(mode, weight), reward_valid=valid)
+    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(6, 1), MODE_INDEX, MODE_OK, _mode_config(mode, weight), reward_valid=valid)
     return adv[:, 0]
 
 
@@ -306,5 +310,5 @@ def test_every_mode_silences_groups_with_an_invalid_reward(mode):
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="algorithm.rlmr.mode"):
+    with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.mode: Input should be 'rlmr'"):
         _mode_advantages("vibes")

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recipe.rlmr.cpu.patches import collapse_backend
-from recipe.rlmr.tiny_assets import build_policy_model
+from recipe.rlmr.dev.tiny_assets import build_policy_model
 
 
 def run_python(code: str, **env) -> str:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from recipe.rlmr.cpu import launch
-from recipe.rlmr.demo import read_scalars
+from recipe.rlmr.dev.demo import read_scalars
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
@@ -72,7 +72,7 @@ def test_the_group_filter_dropped_and_refilled_inside_the_trainer(verl_run):
 
 def test_make_demo_runs_the_recipe_entry_and_names_its_outputs(tmp_path):
     workdir = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "recipe.rlmr.demo", "--workdir", str(workdir), "--steps", str(STEPS)],
+    result = subprocess.run([sys.executable, "-m", "recipe.rlmr.dev.demo", "--workdir", str(workdir), "--steps", str(STEPS)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]

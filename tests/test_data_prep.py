@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from data_prep.augment import CATALOG, TEMPLATES, augment_prompt, row_rng, write_compliant_response
 from data_prep.cli import main
 from data_prep.convert import SCHEMA, ConvertOptions, convert
-from recipe.rlmr.tiny_assets import build_tokenizer
+from recipe.rlmr.dev.tiny_assets import build_tokenizer
 from rewards.constraints import check_instructions
 from rewards.spec import ConstraintSpec
 

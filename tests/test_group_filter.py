@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from recipe.rlmr.group_filter import DROP_REASONS, GroupFilterSettings, drop_reason
+from recipe.rlmr.group_filter import DROP_REASONS, drop_reason
+from recipe.rlmr.schema import ConfigError, FilterConfig, RLMRConfig
 
 
 @pytest.mark.parametrize(
@@ -42,17 +43,16 @@ def test_drop_reason_refuses_mismatched_groups():
 
 
 def test_filter_settings_are_checked():
-    from omegaconf import OmegaConf
-
     def settings(**filter_section):
-        return GroupFilterSettings.from_config(OmegaConf.create({"algorithm": {"rlmr": {"filter": filter_section}}}))
+        return RLMRConfig.from_algorithm({"rlmr": {"filter": filter_section}}).filter
 
     assert settings(high=9.0, low=1.0).high == 9.0
-    with pytest.raises(ValueError, match="low"):
+    with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.filter\.low: must be below high \(1\.0\) \(got 2\.0\)"):
         settings(high=1.0, low=2.0)
-    with pytest.raises(ValueError, match="max_dropped_groups"):
+    with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.filter\.max_dropped_groups: Input should be greater"):
         settings(max_dropped_groups=-1)
-    assert GroupFilterSettings.from_config(OmegaConf.create({"algorithm": {}})) == GroupFilterSettings()
+    assert RLMRConfig.from_algorithm({}).filter == FilterConfig()
+    assert FilterConfig().drop_bound(train_batch_size=32) == 128 and FilterConfig(max_dropped_groups=5).drop_bound(32) == 5
 
 
 # --- the replay buffer, on a real TransferQueue -------------------------------------------------
@@ -108,7 +108,8 @@ def make_buffer(refill, mode="sync", train_batch_size=2, **filter_settings):
         sampler_kwargs={},
         refill_fn=refill,
         filter_groups_metric="rlmr",
-        rlmr_filter=GroupFilterSettings(poll_interval_s=0.05, **filter_settings),
+        rlmr_filter=(rlmr_filter := FilterConfig(poll_interval_s=0.05, **filter_settings)),
+        max_dropped_groups=rlmr_filter.drop_bound(train_batch_size),
         **(sync_sizing if mode == "sync" else {}),
     )
 

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
 from rewards.fake_servers import FakeJudge
-from rewards.manager import EXTRA_INFO_KEYS
+from rewards.reward_info import KEYS as EXTRA_INFO_KEYS
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager

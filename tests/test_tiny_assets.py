@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_prep.cli import main as data_prep
-from recipe.rlmr.sample_data import SEED_PROMPTS, build
-from recipe.rlmr.tiny_assets import build_policy_model
+from recipe.rlmr.dev.sample_data import SEED_PROMPTS, build
+from recipe.rlmr.dev.tiny_assets import build_policy_model
 from rewards.spec import ConstraintSpec
 
 

@@ -9,8 +9,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewards.fake_servers import FakeRM
-from rewards.http import HttpSettings, RewardCallError
-from rewards.writing_rm import WritingRMClient, WritingRMSettings
+from rewards.config import WritingRMConfig
+from rewards.http import RewardCallError
+from rewards.writing_rm import WritingRMClient
 
 MESSAGES = [{"role": "user", "content": "Write one line about the sea."}]
 RESPONSES = ["The sea is grey.", "Waves fold like letters.", "Salt, wind, and a lantern.", "Blue."]
@@ -22,8 +23,8 @@ def tokenizer(rm_dir):
 
 
 def client(url, tokenizer, backend="vllm_classify", model="tiny-rm", **settings):
-    http = HttpSettings(**{"timeout_s": 5.0, "backoff_s": 0.01, **settings.pop("http", {})})
-    return WritingRMClient(WritingRMSettings(url, model, backend, http, **settings), tokenizer)
+    settings = {"timeout_s": 5.0, "backoff_s": 0.01, **settings.pop("http", {}), **settings}
+    return WritingRMClient(WritingRMConfig(url=url, model=model, backend=backend, **settings), tokenizer)
 
 
 def score_all(rm, texts):

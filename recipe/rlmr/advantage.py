@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recipe.rlmr.schema import RLMRConfig
+from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
 from verl.utils.groupwise import as_torch_index
 
 _COMPUTE_DTYPE = torch.float64
@@ -60,7 +62,7 @@ class GroupPenalty:
         return (self.num_violators > 0) & ~self.all_violate
 
 
-def _as_violation_mask(constraints_ok: Any, batch_size: int, name: str = "constraints_ok") -> torch.Tensor:
+def _as_violation_mask(constraints_ok: Any, batch_size: int, name: str = CONSTRAINTS_OK) -> torch.Tensor:
     """[B] bool, True where the flag is 0/False; accepts bool or 0/1 tensors, arrays and lists."""
     if torch.is_tensor(constraints_ok):
         ok = constraints_ok.detach().reshape(-1).cpu()
@@ -119,7 +121,7 @@ def invalid_groups(reward_valid: Any, group: torch.Tensor, num_groups: int) -> t
     """[G] bool: groups holding at least one sample with ``reward_valid = 0`` (none if not given)."""
     if reward_valid is None:
         return torch.zeros(num_groups, dtype=torch.bool)
-    invalid = _as_violation_mask(reward_valid, group.numel(), name="reward_valid")  # True where reward_valid is 0
+    invalid = _as_violation_mask(reward_valid, group.numel(), name=REWARD_VALID)  # True where reward_valid is 0
     return torch.zeros(num_groups, dtype=torch.bool).index_put((group,), invalid, accumulate=True)
 
 
@@ -139,54 +141,7 @@ def _group_mean_std(values: torch.Tensor, group: torch.Tensor, num_groups: int) 
     return torch.where(singleton, zeros, mean), torch.where(singleton, torch.ones_like(std), std)
 
 
-@dataclass(frozen=True)
-class RLMRSettings:
-    gamma: float
-    epsilon: float
-    norm_adv_by_std_in_grpo: bool
-    mode: str = "rlmr"
-    fixed_weight: float = 1.0
-
-
-# The paper's ablations, selectable with algorithm.rlmr.mode; all share the group normalisation:
-#   rlmr           penalised writing scores r' (this module's docstring)
-#   writing_only   writing scores r, verdicts ignored (the reward-hacking baseline)
-#   verifier_only  the verdict alone, 1 compliant / 0 violating
-#   fixed_weight   r + w * verdict, w = algorithm.rlmr.fixed_weight (a high-scoring violator can stay positive)
-MODES = ("rlmr", "writing_only", "verifier_only", "fixed_weight")
-
-
-def _get(section: Any, key: str) -> Any:
-    if section is None:
-        return None
-    return section.get(key, None) if hasattr(section, "get") else getattr(section, key, None)
-
-
-def rlmr_settings(
-    config: Any = None, gamma: float = 1.0, epsilon: float = 1e-6, norm_adv_by_std_in_grpo: bool = True
-) -> RLMRSettings:
-    """Estimator settings: ``config`` (verl's ``algorithm`` section) wins over the arguments.
-
-    Reads ``algorithm.rlmr.{gamma,epsilon,mode,fixed_weight}`` and
-    ``algorithm.norm_adv_by_std_in_grpo``; a key that is absent or null keeps the argument.
-    """
-    rlmr = _get(config, "rlmr")
-    pick = lambda value, default: default if value is None else value  # noqa: E731
-    settings = RLMRSettings(
-        gamma=float(pick(_get(rlmr, "gamma"), gamma)),
-        epsilon=float(pick(_get(rlmr, "epsilon"), epsilon)),
-        norm_adv_by_std_in_grpo=bool(pick(_get(config, "norm_adv_by_std_in_grpo"), norm_adv_by_std_in_grpo)),
-        mode=str(pick(_get(rlmr, "mode"), "rlmr")),
-        fixed_weight=float(pick(_get(rlmr, "fixed_weight"), 1.0)),
-    )
-    if settings.gamma < 0 or settings.epsilon < 0:
-        raise ValueError(f"algorithm.rlmr.gamma and algorithm.rlmr.epsilon must be >= 0, got {settings}")
-    if settings.mode not in MODES:
-        raise ValueError(f"algorithm.rlmr.mode must be one of {MODES}, got {settings.mode!r}")
-    return settings
-
-
-def _mode_values(settings: RLMRSettings, scores: torch.Tensor, penalty: GroupPenalty) -> torch.Tensor:
+def _mode_values(settings: RLMRConfig, scores: torch.Tensor, penalty: GroupPenalty) -> torch.Tensor:
     compliant = (~penalty.violates).to(_COMPUTE_DTYPE)
     raw = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)
     if settings.mode == "rlmr":
@@ -203,12 +158,9 @@ def compute_rlmr_outcome_advantage(
     response_mask: torch.Tensor,
     index: Any,
     constraints_ok: Any,
-    gamma: float = 1.0,
+    settings: RLMRConfig | None = None,
     norm_adv_by_std_in_grpo: bool = True,
-    epsilon: float = 1e-6,
-    config: Any = None,
     reward_valid: Any = None,
-    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RLMR advantages for outcome rewards; see the module docstring for the math.
 
@@ -217,18 +169,16 @@ def compute_rlmr_outcome_advantage(
         response_mask: [B, T]; advantages are zero where it is 0.
         index: [B] group id (verl's ``uid``).
         constraints_ok: [B] bool or 0/1 verdicts from the constraint verifier.
-        gamma, norm_adv_by_std_in_grpo, epsilon: used unless ``config`` sets them.
+        settings: ``algorithm.rlmr`` (gamma, epsilon, mode, fixed_weight); None means the defaults.
+        norm_adv_by_std_in_grpo: verl's ``algorithm.norm_adv_by_std_in_grpo``.
         reward_valid: optional [B] bool or 0/1; a group with any 0 gets zero advantages.
-        config: verl's ``algorithm`` section when the trainer calls us. ``config.rlmr.gamma`` and
-            ``config.rlmr.epsilon`` and ``config.norm_adv_by_std_in_grpo`` then take precedence,
-            because verl passes only ``config`` to registered estimators.
 
     Returns:
         (advantages, returns), both [B, T] in the dtype of ``token_level_rewards``; equal, as in GRPO.
     """
     if constraints_ok is None:
         raise ValueError("compute_rlmr_outcome_advantage needs constraints_ok, one verdict per sample")
-    settings = rlmr_settings(config, gamma, epsilon, norm_adv_by_std_in_grpo)
+    settings = settings if settings is not None else RLMRConfig()
 
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)  # [B], summed in the input dtype like verl's GRPO
@@ -237,7 +187,7 @@ def compute_rlmr_outcome_advantage(
         values = _mode_values(settings, scores, penalty)  # [B] float64, what GRPO normalises
         mean, std = _group_mean_std(values, penalty.group, num_groups)  # [G], [G]
         centered = values - mean[penalty.group]  # [B]
-        advantage = centered / (std[penalty.group] + settings.epsilon) if settings.norm_adv_by_std_in_grpo else centered
+        advantage = centered / (std[penalty.group] + settings.epsilon) if norm_adv_by_std_in_grpo else centered
         silenced = invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
         if settings.mode == "rlmr":  # k = n: nothing compliant to prefer, so nobody is pushed up (or down)
             silenced = silenced | penalty.all_violate

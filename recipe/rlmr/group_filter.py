@@ -16,7 +16,6 @@ Reasons are checked in that order and the first that applies is returned. ``drop
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,34 +48,3 @@ def drop_reason(
     if (scores == scores[0]).all() and (ok == ok[0]).all():
         return "no_signal"
     return None
-
-
-@dataclass(frozen=True)
-class GroupFilterSettings:
-    """``algorithm.rlmr.filter.*``."""
-
-    high: float | None = None
-    low: float | None = None
-    max_dropped_groups: int | None = None  # per training step; from config, null means 4 x data.train_batch_size
-    poll_interval_s: float = 2.0
-
-    @classmethod
-    def from_config(cls, config: Any) -> "GroupFilterSettings":
-        section = (config.algorithm.get("rlmr", None) or {}).get("filter", None) or {}
-        bound = section.get("max_dropped_groups", None)
-        if bound is None and config.get("data", None) is not None:
-            # resolved here: verl's async buffers are not told the train batch size
-            bound = 4 * int(config.data.train_batch_size)
-        settings = cls(
-            high=section.get("high", None),
-            low=section.get("low", None),
-            max_dropped_groups=bound,
-            poll_interval_s=float(section.get("poll_interval_s", 2.0)),
-        )
-        if settings.high is not None and settings.low is not None and settings.low >= settings.high:
-            raise ValueError(f"algorithm.rlmr.filter.low ({settings.low}) must be below .high ({settings.high})")
-        if settings.max_dropped_groups is not None and settings.max_dropped_groups < 0:
-            raise ValueError("algorithm.rlmr.filter.max_dropped_groups must be >= 0 or null")
-        if settings.poll_interval_s <= 0:
-            raise ValueError("algorithm.rlmr.filter.poll_interval_s must be > 0")
-        return settings

@@ -12,28 +12,29 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recipe.rlmr.advantage import rlmr_settings
-from recipe.rlmr.group_filter import GroupFilterSettings
+from recipe.rlmr.schema import check_sections
 from recipe.rlmr.verdicts import needs_verdicts
+from rewards.reward_info import CONSTRAINTS_OK
 
 
 def validate_rlmr_config(config: DictConfig) -> None:
-    """Raise ValueError on settings RLMR cannot run with; the message names the key."""
+    """Raise ValueError on settings RLMR cannot run with; the message names the key.
+
+    ``algorithm.rlmr`` and ``reward.rlmr`` are checked against their schemas whenever they are
+    present (a typo fails even with another estimator); the rest only for ``adv_estimator=rlmr``.
+    """
+    check_sections(config)
     algorithm = config.algorithm
     if not needs_verdicts(algorithm.adv_estimator):
         return
     if not config.trainer.use_v1:
         raise ValueError("algorithm.adv_estimator=rlmr needs verl's V1 trainer: set trainer.use_v1=true")
-    rlmr_settings(algorithm)  # mode, gamma, epsilon
-    filter_groups = algorithm.get("filter_groups", None) or {}
-    if filter_groups.get("enable", False) and filter_groups.get("metric") == "rlmr":
-        GroupFilterSettings.from_config(config)
     reward = config.reward
     if reward.reward_manager.name != "rlmr" and reward.reward_manager.source == "register":
         # Another manager is allowed if it returns constraints_ok, but say so up front.
         print(
             f"NOTICE: reward.reward_manager.name={reward.reward_manager.name}; it must return "
-            "reward_extra_info['constraints_ok'] for every trajectory, or the first advantage step fails"
+            f"reward_extra_info[{CONSTRAINTS_OK!r}] for every trajectory, or the first advantage step fails"
         )
     if reward.reward_model.enable and not reward.reward_model.enable_resource_pool:
         raise ValueError(

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe.rlmr.advantage import group_penalty, invalid_groups, rlmr_settings
+from recipe.rlmr.advantage import group_penalty, invalid_groups
+from rewards.reward_info import (
+    CONSTRAINTS_OK,
+    JUDGE_CALLS,
+    JUDGE_CALLS_SAVED,
+    RESPONSE_WORDS,
+    REWARD_LATENCY_S,
+    REWARD_VALID,
+    WRITING_SCORE,
+)
 
 
 def advantage_metrics(
@@ -17,11 +26,11 @@ def advantage_metrics(
     response_mask: torch.Tensor,
     constraints_ok: Any,
     index: Any,
-    config: Any = None,
+    gamma: float,
     reward_valid: Any = None,
 ) -> dict[str, float]:
     """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
-    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, rlmr_settings(config).gamma)
+    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, gamma)
     # The advantage of a sample is constant over its response tokens; read it at the first one.
     first_token = response_mask.float().argmax(dim=-1)
     sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
@@ -57,24 +66,24 @@ def reward_metrics(reward_extra_infos: Sequence[Mapping[str, Any] | None]) -> di
         return np.array([float(info[key]) for info in infos], dtype=np.float64)
 
     metrics: dict[str, float] = {}
-    valid = column("reward_valid")
-    ok = column("constraints_ok")
-    score = column("writing_score")
+    valid = column(REWARD_VALID)
+    ok = column(CONSTRAINTS_OK)
+    score = column(WRITING_SCORE)
     if valid is not None:
         metrics["rlmr/invalid_rewards"] = float((valid == 0).sum())
     if score is not None and ok is not None:
         usable = ~np.isnan(score) & (valid != 0 if valid is not None else True)
         for name, mask in (("compliant", usable & (ok == 1)), ("violating", usable & (ok == 0))):
             metrics[f"rlmr/writing_score_{name}_mean"] = float(score[mask].mean()) if mask.any() else float("nan")
-    for key in ("judge_calls", "judge_calls_saved"):
+    for key in (JUDGE_CALLS, JUDGE_CALLS_SAVED):
         values = column(key)
         if values is not None:
             metrics[f"rlmr/{key}"] = float(values.sum())
-    latency = column("reward_latency_s")
+    latency = column(REWARD_LATENCY_S)
     if latency is not None:
         metrics["rlmr/reward_latency_p50_s"] = float(np.percentile(latency, 50))
         metrics["rlmr/reward_latency_p95_s"] = float(np.percentile(latency, 95))
-    words = column("response_words")
+    words = column(RESPONSE_WORDS)
     if words is not None:
         metrics["rlmr/response_words_mean"] = float(words.mean())
     return metrics

@@ -27,25 +27,26 @@ from collections import Counter, defaultdict
 import numpy as np
 import transfer_queue as tq
 
-from recipe.rlmr.group_filter import DROP_REASONS, GroupFilterSettings, drop_reason
-from recipe.rlmr.verdicts import CONSTRAINTS_OK_KEY, REWARD_VALID_KEY, MissingVerdictError
+from recipe.rlmr.group_filter import DROP_REASONS, drop_reason
+from recipe.rlmr.schema import FilterConfig
+from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID, VERDICT_PROVIDER, WRITING_SCORE, MissingVerdictError
 from verl.trainer.ppo.v1.replay_buffer import DAPO_FILTERED_REWARD_COUNTS_KEY, ReplayBuffer, ReplayBufferAsync
 
 logger = logging.getLogger(__name__)
 
 RLMR_FILTER_METRIC = "rlmr"  # the algorithm.filter_groups.metric value that selects RLMR's criteria
-WRITING_SCORE_KEY = "writing_score"
 
 
 class RLMRGroupFilterMixin:
     """Mix into a verl ``ReplayBuffer`` class; see the module docstring."""
 
-    def __init__(self, *args, rlmr_filter: GroupFilterSettings, **kwargs):
+    def __init__(self, *args, rlmr_filter: FilterConfig, max_dropped_groups: int, **kwargs):
+        """``max_dropped_groups``: ``rlmr_filter.drop_bound(data.train_batch_size)``, resolved by the caller
+        because verl's asynchronous buffers are not told the train batch size."""
         super().__init__(*args, **kwargs)
         self.rlmr_filter = rlmr_filter
         self.poll_interval = rlmr_filter.poll_interval_s
-        bound = rlmr_filter.max_dropped_groups
-        self.max_dropped_groups = bound if bound is not None else 4 * int(self.train_batch_size or 1)
+        self.max_dropped_groups = max_dropped_groups
         self._step = Counter()  # per sample() call: dropped groups by reason, resampled prompts, refills
         self._bound_warned = False
         refill = self.refill_fn
@@ -58,10 +59,11 @@ class RLMRGroupFilterMixin:
         self.refill_fn = counting_refill if refill is not None else None
 
     @classmethod
-    def like(cls, buffer: ReplayBuffer, rlmr_filter: GroupFilterSettings):
+    def like(cls, buffer: ReplayBuffer, rlmr_filter: FilterConfig, max_dropped_groups: int):
         """A buffer of this class built with exactly the arguments verl gave ``buffer``."""
         names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
-        return cls(**{name: getattr(buffer, name) for name in names}, rlmr_filter=rlmr_filter)
+        kwargs = {name: getattr(buffer, name) for name in names}
+        return cls(**kwargs, rlmr_filter=rlmr_filter, max_dropped_groups=max_dropped_groups)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
         self._step = Counter()
@@ -117,10 +119,10 @@ class RLMRGroupFilterMixin:
             for key, value in zip(keys, data["extra_fields"], strict=True):
                 extra = getattr(value, "data", value)
                 info = extra.get("reward_extra_info", {}) if isinstance(extra, dict) else {}
-                if CONSTRAINTS_OK_KEY not in info:
+                if CONSTRAINTS_OK not in info:
                     raise MissingVerdictError(
-                        f"RLMR group filter: trajectory {key} has no reward_extra_info[{CONSTRAINTS_OK_KEY!r}]; "
-                        "it is provided by the `rlmr` reward manager (reward.reward_manager.name=rlmr)"
+                        f"RLMR group filter: trajectory {key} has no reward_extra_info[{CONSTRAINTS_OK!r}]; "
+                        f"it is provided by {VERDICT_PROVIDER}"
                     )
                 groups[key.split("_")[0]].append(info)
         reasons = {}
@@ -129,11 +131,11 @@ class RLMRGroupFilterMixin:
             if not infos:  # finished with no trajectories: leave it to verl's failure handling
                 reasons[uid] = None
                 continue
-            scores = [float(info.get(WRITING_SCORE_KEY, np.nan)) for info in infos]
+            scores = [float(info.get(WRITING_SCORE, np.nan)) for info in infos]
             reasons[uid] = drop_reason(
                 scores,
-                [info[CONSTRAINTS_OK_KEY] for info in infos],
-                [info.get(REWARD_VALID_KEY, 1) for info in infos],
+                [info[CONSTRAINTS_OK] for info in infos],
+                [info.get(REWARD_VALID, 1) for info in infos],
                 high=self.rlmr_filter.high,
                 low=self.rlmr_filter.low,
             )

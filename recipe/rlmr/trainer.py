@@ -30,8 +30,8 @@ from collections.abc import MutableMapping
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
 
-from recipe.rlmr.group_filter import GroupFilterSettings
 from recipe.rlmr.metrics import reward_metrics
+from recipe.rlmr.schema import RLMRConfig, check_sections
 from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
@@ -63,6 +63,12 @@ def fetch_reward_extra_infos(batch: KVBatchMeta) -> list:
 class RLMRAdvantageMixin:
     """Mix into a verl V1 ``PPOTrainer`` subclass to give the ``rlmr`` estimator its verdicts."""
 
+    def __init__(self, *args, **kwargs):
+        # The trainer is built before any worker or model weight: a misspelled or out-of-range
+        # algorithm.rlmr / reward.rlmr key fails here, seconds after launch, in every entry point.
+        check_sections(kwargs["config"] if "config" in kwargs else args[0])
+        super().__init__(*args, **kwargs)
+
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if not needs_verdicts(self.config.algorithm.adv_estimator):
             return super()._compute_advantage(batch, metrics)
@@ -82,7 +88,8 @@ class RLMRAdvantageMixin:
         if buffer.filter_groups_metric != RLMR_FILTER_METRIC:
             return buffer
         cls = RLMRReplayBufferAsync if isinstance(buffer, ReplayBufferAsync) else RLMRReplayBuffer
-        return cls.like(buffer, GroupFilterSettings.from_config(self.config))
+        rlmr_filter = RLMRConfig.from_algorithm(self.config.algorithm).filter
+        return cls.like(buffer, rlmr_filter, rlmr_filter.drop_bound(self.config.data.train_batch_size))
 
 
 class RLMRTrainerSync(RLMRAdvantageMixin, PPOTrainerSync):

@@ -26,16 +26,11 @@ import torch
 
 from recipe.rlmr.advantage import compute_rlmr_outcome_advantage
 from recipe.rlmr.metrics import advantage_metrics
+from recipe.rlmr.schema import RLMRConfig
+from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID, VERDICT_PROVIDER, MissingVerdictError
 
-CONSTRAINTS_OK_KEY = "constraints_ok"
-REWARD_VALID_KEY = "reward_valid"  # optional; absent means valid
-VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"
 # Estimator names whose advantage step needs the verdicts.
 VERDICT_ESTIMATORS = frozenset({"rlmr"})
-
-
-class MissingVerdictError(RuntimeError):
-    """The RLMR estimator was asked for advantages without per-sample constraint verdicts."""
 
 
 @dataclass
@@ -81,10 +76,10 @@ def verdicts_from_extra_infos(
     valid = np.ones(len(keys), dtype=bool)
     missing, malformed = [], []
     for row, (key, info) in enumerate(zip(keys, reward_extra_infos, strict=True)):
-        if not isinstance(info, Mapping) or CONSTRAINTS_OK_KEY not in info:
+        if not isinstance(info, Mapping) or CONSTRAINTS_OK not in info:
             missing.append(key)
             continue
-        for flags, name in ((verdicts, CONSTRAINTS_OK_KEY), (valid, REWARD_VALID_KEY)):
+        for flags, name in ((verdicts, CONSTRAINTS_OK), (valid, REWARD_VALID)):
             value = info.get(name, True)
             if isinstance(value, (bool, np.bool_)) or value in (0, 1):
                 flags[row] = bool(value)
@@ -93,13 +88,13 @@ def verdicts_from_extra_infos(
     if missing:
         present = sorted(reward_extra_infos[0].keys()) if isinstance(reward_extra_infos[0], Mapping) else []
         raise MissingVerdictError(
-            f"algorithm.adv_estimator=rlmr needs reward_extra_info[{CONSTRAINTS_OK_KEY!r}] for every trajectory, "
+            f"algorithm.adv_estimator=rlmr needs reward_extra_info[{CONSTRAINTS_OK!r}] for every trajectory, "
             f"but {len(missing)} of {len(keys)} lack it (first: {missing[:3]}; keys present: {present}). "
             f"It is provided by {VERDICT_PROVIDER}; a custom reward manager must return it too."
         )
     if malformed:
         raise MissingVerdictError(
-            f"reward_extra_info flags {CONSTRAINTS_OK_KEY!r} and {REWARD_VALID_KEY!r} must be bool or 0/1, got {malformed[:3]}"
+            f"reward_extra_info flags {CONSTRAINTS_OK!r} and {REWARD_VALID!r} must be bool or 0/1, got {malformed[:3]}"
         )
     return verdicts, valid
 
@@ -128,11 +123,16 @@ def rlmr_estimator(
         constraints_ok, reward_valid = step.constraints_ok, step.reward_valid
     if index is None:
         raise MissingVerdictError("algorithm.adv_estimator=rlmr needs the group ids (`uid`) of the batch")
+    # verl passes only ``config`` (the algorithm section) to registered estimators.
+    settings = RLMRConfig.from_algorithm(config)
+    norm_adv_by_std_in_grpo = bool(config.get("norm_adv_by_std_in_grpo", True)) if config is not None else True
     advantages, returns = compute_rlmr_outcome_advantage(
-        token_level_rewards, response_mask, index, constraints_ok, config=config, reward_valid=reward_valid
+        token_level_rewards, response_mask, index, constraints_ok, settings, norm_adv_by_std_in_grpo, reward_valid
     )
     if step is not None:
         step.metrics.update(
-            advantage_metrics(token_level_rewards, advantages, response_mask, constraints_ok, index, config, reward_valid)
+            advantage_metrics(
+                token_level_rewards, advantages, response_mask, constraints_ok, index, settings.gamma, reward_valid
+            )
         )
     return advantages, returns

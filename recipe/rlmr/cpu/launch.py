@@ -46,7 +46,7 @@ class TinyAssets:
 
 def build_assets(workdir: str | Path, seed: int = 0) -> TinyAssets:
     """Tiny policy, reward model and the sample data set under ``workdir`` (reused if present)."""
-    from recipe.rlmr import sample_data, tiny_assets
+    from recipe.rlmr.dev import sample_data, tiny_assets
 
     workdir = Path(workdir)
     assets = TinyAssets(workdir / "policy", workdir / "reward_model", workdir / "data")

@@ -1,6 +1,6 @@
 """A small sample data set for demos and tests: creative prompts with checkable constraints.
 
-    python -m recipe.rlmr.sample_data OUT_DIR [--seed 0] [--per-prompt 2]
+    python -m recipe.rlmr.dev.sample_data OUT_DIR [--seed 0] [--per-prompt 2]
 
 Writes OUT_DIR/prompts.jsonl (the seed prompts), OUT_DIR/augmented.jsonl (with sampled
 constraints appended by ``data_prep augment``) and OUT_DIR/train.parquet, val.parquet and

@@ -7,7 +7,7 @@ chat template (``<|im_start|>role ... <|im_end|>``), so any text round-trips.
 ``build_policy_model(dir)``: that tokenizer plus a randomly initialised ``Qwen2ForCausalLM`` of
 the same size, with a generation config that stops at ``<|im_end|>``.
 
-    python -m recipe.rlmr.tiny_assets {reward-model,policy-model,tokenizer} OUT_DIR [--seed 0]
+    python -m recipe.rlmr.dev.tiny_assets {reward-model,policy-model,tokenizer} OUT_DIR [--seed 0]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``make demo``: a real RLMR training run on this machine's CPU, start to finish.
 
-    python -m recipe.rlmr.demo [--workdir rlmr-demo] [--steps 5] [--entry recipe|verl] [overrides...]
+    python -m recipe.rlmr.dev.demo [--workdir rlmr-demo] [--steps 5] [--entry recipe|verl] [overrides...]
 
 It builds a tiny Qwen2 policy, a tiny writing reward model and the sample prompt set, serves the
 reward model over HTTP, and runs verl's trainer with the RLMR config and the CPU backend

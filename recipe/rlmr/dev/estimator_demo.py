@@ -5,7 +5,7 @@ training: it prints, per sample, the writing score, the verdict, the group penal
 advantage under verl's GRPO and under RLMR, and counts violators that GRPO would reward. Runs in
 seconds; ``make demo`` is the real training run.
 
-    python -m recipe.rlmr.estimator_demo [--gamma 1.0] [--no-std]
+    python -m recipe.rlmr.dev.estimator_demo [--gamma 1.0] [--no-std]
 """
 
 from __future__ import annotations
