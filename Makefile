@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.verl-rlmr-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test lint docs demo bench clean
 
 # CPU machines: the constraints file pins the CPU torch wheel in the same pip call as verl.
 $(STAMP): setup.py requirements/constraints-cpu.txt
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (config in ruff.toml): CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # A real RLMR training run on CPU (tiny models built here); outputs under ./rlmr-demo.
 DEMO_ARGS ?=

@@ -13,7 +13,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_namespace_packages(include=["recipe.rlmr", "recipe.rlmr.*", "rewards", "rewards.*", "data_prep", "data_prep.*"]),
+    packages=find_namespace_packages(
+        include=["recipe.rlmr", "recipe.rlmr.*", "rewards", "rewards.*", "data_prep", "data_prep.*"]
+    ),
     package_data={"recipe.rlmr": ["config/*.yaml", "scripts/*.sh"]},
     install_requires=[
         # verl-core pulls cachetools and TransferQueue, which the default (V1) trainer needs.
@@ -29,7 +31,7 @@ setup(
     ],
     extras_require={
         # matplotlib: the PNG of `make demo` (also plotted in the tests)
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6"],
         "demo": ["matplotlib>=3.8"],
         # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch).
         "vllm": ["verl[vllm]==0.9.1"],

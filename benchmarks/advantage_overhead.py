@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 import torch
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, compute_grpo_vectorized_outcome_advantage
 
 from recipe.rlmr.advantage import compute_rlmr_outcome_advantage
-from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, compute_grpo_vectorized_outcome_advantage
 
 
 def paper_batch(prompts: int, samples: int, length: int, violation_rate: float, seed: int):

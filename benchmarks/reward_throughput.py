@@ -31,12 +31,12 @@ import numpy as np
 import requests
 import torch
 from hydra import compose, initialize_config_dir
+from verl import DataProto
+from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
-from verl import DataProto
-from verl.trainer.ppo.reward import load_reward_manager
 
 TASK = "Write a four-line poem about the harbour at night. Mention 'lantern'. At most 60 words."
 SPEC = ConstraintSpec(
@@ -65,7 +65,9 @@ def make_rows(tokenizer, prompts: int, samples: int) -> list[DataProto]:
                     },
                     non_tensors={
                         "raw_prompt": np.array([messages], dtype=object),
-                        "reward_model": np.array([{"style": "rule", "ground_truth": SPEC.to_ground_truth()}], dtype=object),
+                        "reward_model": np.array(
+                            [{"style": "rule", "ground_truth": SPEC.to_ground_truth()}], dtype=object
+                        ),
                         "data_source": np.array(["bench"], dtype=object),
                     },
                 )
@@ -79,7 +81,18 @@ def server_process(kind: str, service_ms: float, slots: int):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "rewards.fake_servers", kind, "--port", str(port), "--service-ms", str(service_ms), "--slots", str(slots)]
+    command = [
+        sys.executable,
+        "-m",
+        "rewards.fake_servers",
+        kind,
+        "--port",
+        str(port),
+        "--service-ms",
+        str(service_ms),
+        "--slots",
+        str(slots),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -114,7 +127,9 @@ def main() -> None:
     parser.add_argument("--judge-slots", type=int, default=64)
     parser.add_argument("--micro-batch-size", type=int, default=16)
     parser.add_argument(
-        "--client-overcommit", type=float, default=2.0,
+        "--client-overcommit",
+        type=float,
+        default=2.0,
         help="client in-flight cap = slots x this: a queue at the server keeps its slots busy while the client works",
     )
     args = parser.parse_args()
@@ -124,7 +139,10 @@ def main() -> None:
     rows = make_rows(tokenizer, args.prompts, args.samples)
     total = len(rows)
 
-    with server_process("rm", args.rm_ms, args.rm_slots) as rm_url, server_process("judge", args.judge_ms, args.judge_slots) as judge_url:
+    with (
+        server_process("rm", args.rm_ms, args.rm_slots) as rm_url,
+        server_process("judge", args.judge_ms, args.judge_slots) as judge_url,
+    ):
         overrides = [
             f"reward.rlmr.writing_rm.url={rm_url}",
             "reward.rlmr.writing_rm.model=bench-rm",
@@ -152,9 +170,7 @@ def main() -> None:
         assert all(r["reward_extra_info"]["constraints_ok"] == 1 for r in results)
 
         # Baseline: the same manager, but each sample waits for its RM score before its verdict.
-        sequential = load_reward_manager(
-            compose_config(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer
-        )
+        sequential = load_reward_manager(compose_config(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer)
 
         async def baseline():
             return await asyncio.gather(*(sequential.run_single(row) for row in rows))
@@ -168,10 +184,18 @@ def main() -> None:
     rm_work = math.ceil(rm_requests / args.rm_slots) * args.rm_ms / 1000
     judge_work = math.ceil(judge_requests / args.judge_slots) * args.judge_ms / 1000
     ideal = max(rm_work, judge_work)
-    print(f"{total} trajectories ({args.prompts} prompts x {args.samples}), all needing RM and judge; "
-          f"client in-flight caps {args.client_overcommit:g}x the server slots")
-    print(f"  writing RM : {args.rm_ms:.0f} ms x {rm_requests} requests (micro-batches of {args.micro_batch_size}) / {args.rm_slots} slots = {rm_work:.2f} s")
-    print(f"  judge      : {args.judge_ms:.0f} ms x {judge_requests} requests / {args.judge_slots} slots = {judge_work:.2f} s")
+    print(
+        f"{total} trajectories ({args.prompts} prompts x {args.samples}), all needing RM and judge; "
+        f"client in-flight caps {args.client_overcommit:g}x the server slots"
+    )
+    print(
+        f"  writing RM : {args.rm_ms:.0f} ms x {rm_requests} requests (micro-batches of {args.micro_batch_size})"
+        f" / {args.rm_slots} slots = {rm_work:.2f} s"
+    )
+    print(
+        f"  judge      : {args.judge_ms:.0f} ms x {judge_requests} requests / {args.judge_slots} slots"
+        f" = {judge_work:.2f} s"
+    )
     print(f"  wall time            {wall:.2f} s")
     print(f"  ideal time           {ideal:.2f} s")
     print(f"  ideal / wall         {ideal / wall:.3f}  (target >= 0.85)")

@@ -81,90 +81,128 @@ def _word_range(rng: random.Random) -> dict[str, Any]:
 
 CATALOG: tuple[Template, ...] = (
     Template(
-        "word_range", "en", _word_range,
-        ("Write between {min_words} and {max_words} words.", "Your piece must be {min_words} to {max_words} words long."),
+        "word_range",
+        "en",
+        _word_range,
+        (
+            "Write between {min_words} and {max_words} words.",
+            "Your piece must be {min_words} to {max_words} words long.",
+        ),
         lambda p: _rule("rlmr:word_range", **p),
         lambda d, p: setattr(d, "min_words", p["min_words"]) or setattr(d, "max_words", p["max_words"]),
     ),
     Template(
-        "max_words", "en", lambda rng: {"max_words": rng.choice([60, 80, 120, 200])},
+        "max_words",
+        "en",
+        lambda rng: {"max_words": rng.choice([60, 80, 120, 200])},
         ("Use no more than {max_words} words.", "Keep it under {max_words} words (at most {max_words})."),
         lambda p: _rule("rlmr:word_range", **p),
         lambda d, p: setattr(d, "max_words", p["max_words"]),
         frozenset({"word_range"}),
     ),
     Template(
-        "title", "en", lambda rng: {},
-        ("Give it a title wrapped in double angular brackets, such as <<title>>, on the first line.",
-         "Start with a title on its own line, in the form <<your title>>."),
+        "title",
+        "en",
+        lambda rng: {},
+        (
+            "Give it a title wrapped in double angular brackets, such as <<title>>, on the first line.",
+            "Start with a title on its own line, in the form <<your title>>.",
+        ),
         lambda p: _rule("rlmr:title"),
         lambda d, p: setattr(d, "title", "harbour lights"),
     ),
     Template(
-        "keywords", "en", lambda rng: {"keywords": rng.sample(KEYWORDS_EN, 2)},
-        ("Include the words \"{k0}\" and \"{k1}\".", "Make sure the words \"{k0}\" and \"{k1}\" both appear."),
+        "keywords",
+        "en",
+        lambda rng: {"keywords": rng.sample(KEYWORDS_EN, 2)},
+        ('Include the words "{k0}" and "{k1}".', 'Make sure the words "{k0}" and "{k1}" both appear.'),
         lambda p: _rule("keywords:existence", keywords=p["keywords"]),
         lambda d, p: d.keywords.extend(p["keywords"]),
     ),
     Template(
-        "forbidden_words", "en", lambda rng: {"forbidden_words": rng.sample(CLICHES_EN, 2)},
-        ("Do not use the words \"{f0}\" or \"{f1}\".", "Avoid the words \"{f0}\" and \"{f1}\" entirely."),
+        "forbidden_words",
+        "en",
+        lambda rng: {"forbidden_words": rng.sample(CLICHES_EN, 2)},
+        ('Do not use the words "{f0}" or "{f1}".', 'Avoid the words "{f0}" and "{f1}" entirely.'),
         lambda p: _rule("rlmr:forbidden_words", forbidden_words=p["forbidden_words"]),
         lambda d, p: d.forbidden.extend(p["forbidden_words"]),
     ),
     Template(
-        "stanzas", "en", lambda rng: {"stanzas": rng.choice([2, 3, 4])},
-        ("Write exactly {stanzas} stanzas separated by blank lines.", "Arrange it in {stanzas} stanzas, with a blank line between stanzas."),
+        "stanzas",
+        "en",
+        lambda rng: {"stanzas": rng.choice([2, 3, 4])},
+        (
+            "Write exactly {stanzas} stanzas separated by blank lines.",
+            "Arrange it in {stanzas} stanzas, with a blank line between stanzas.",
+        ),
         lambda p: _rule("rlmr:stanza_count", min_stanzas=p["stanzas"], max_stanzas=p["stanzas"]),
         lambda d, p: setattr(d, "stanzas", p["stanzas"]),
         frozenset({"title", "postscript"}),  # a title or P.S. block would count as a stanza
     ),
     Template(
-        "max_lines", "en", lambda rng: {"max_lines": rng.choice([12, 16, 20])},
+        "max_lines",
+        "en",
+        lambda rng: {"max_lines": rng.choice([12, 16, 20])},
         ("Use at most {max_lines} lines.", "The whole piece may not exceed {max_lines} lines."),
         lambda p: _rule("rlmr:line_count", max_lines=p["max_lines"]),
         lambda d, p: setattr(d, "max_lines", p["max_lines"]),
     ),
     Template(
-        "lowercase", "en", lambda rng: {},
+        "lowercase",
+        "en",
+        lambda rng: {},
         ("Write everything in lowercase letters; no capital letters at all.", "Use only lowercase letters throughout."),
         lambda p: _rule("change_case:english_lowercase"),
         lambda d, p: setattr(d, "lowercase", True),
         frozenset({"postscript"}),
     ),
     Template(
-        "no_comma", "en", lambda rng: {},
+        "no_comma",
+        "en",
+        lambda rng: {},
         ("Do not use any commas.", "Your response must not contain a single comma."),
         lambda p: _rule("punctuation:no_comma"),
         lambda d, p: setattr(d, "no_comma", True),
     ),
     Template(
-        "end_phrase", "en", lambda rng: {"end_phrase": rng.choice(END_PHRASES_EN)},
-        ("End with the exact phrase \"{end_phrase}\".", "Finish your response with these exact words: \"{end_phrase}\"."),
+        "end_phrase",
+        "en",
+        lambda rng: {"end_phrase": rng.choice(END_PHRASES_EN)},
+        ('End with the exact phrase "{end_phrase}".', 'Finish your response with these exact words: "{end_phrase}".'),
         lambda p: _rule("startend:end_checker", end_phrase=p["end_phrase"]),
         lambda d, p: setattr(d, "end_phrase", p["end_phrase"]),
         frozenset({"postscript"}),
     ),
     Template(
-        "postscript", "en", lambda rng: {},
-        ("At the end, add a postscript starting with P.S.", "Close with a short postscript that begins with \"P.S.\"."),
+        "postscript",
+        "en",
+        lambda rng: {},
+        ("At the end, add a postscript starting with P.S.", 'Close with a short postscript that begins with "P.S.".'),
         lambda p: _rule("detectable_content:postscript", postscript_marker="P.S."),
         lambda d, p: setattr(d, "postscript", True),
     ),
     Template(
-        "char_range", "zh", lambda rng: (lambda low: {"min_chars": low, "max_chars": low + rng.choice([50, 100, 200])})(rng.choice([100, 200, 300])),
+        "char_range",
+        "zh",
+        lambda rng: (lambda low: {"min_chars": low, "max_chars": low + rng.choice([50, 100, 200])})(
+            rng.choice([100, 200, 300])
+        ),
         ("字数（不含空白）控制在{min_chars}到{max_chars}字之间。", "全文{min_chars}至{max_chars}字，不计空格和换行。"),
         lambda p: _rule("rlmr:char_range", **p),
         lambda d, p: setattr(d, "min_chars", p["min_chars"]) or setattr(d, "max_chars", p["max_chars"]),
     ),
     Template(
-        "title_zh", "zh", lambda rng: {},
+        "title_zh",
+        "zh",
+        lambda rng: {},
         ("请在第一行写标题，格式为<<标题>>。", "第一行单独写一个标题，用<<>>括起来。"),
         lambda p: _rule("rlmr:title"),
         lambda d, p: setattr(d, "title", "归途"),
     ),
     Template(
-        "stanzas_zh", "zh", lambda rng: {"stanzas": rng.choice([2, 3, 4])},
+        "stanzas_zh",
+        "zh",
+        lambda rng: {"stanzas": rng.choice([2, 3, 4])},
         ("全文分为{stanzas}段，段与段之间空一行。", "请写{stanzas}段，每段之间用空行隔开。"),
         lambda p: _rule("rlmr:stanza_count", min_stanzas=p["stanzas"], max_stanzas=p["stanzas"]),
         lambda d, p: setattr(d, "stanzas", p["stanzas"]),
@@ -237,7 +275,10 @@ def write_compliant_response(draft: Draft) -> str:
     max_body_lines = (draft.max_lines or 10**6) - (1 if title else 0) - (1 if draft.postscript else 0)
     lines_per_stanza = max(1, min(4, max_body_lines // stanzas))
     chunks = _split(body_words, stanzas * lines_per_stanza)
-    blocks = ["\n".join(" ".join(line) for line in chunks[s * lines_per_stanza : (s + 1) * lines_per_stanza] if line) for s in range(stanzas)]
+    blocks = [
+        "\n".join(" ".join(line) for line in chunks[s * lines_per_stanza : (s + 1) * lines_per_stanza] if line)
+        for s in range(stanzas)
+    ]
     text = "\n\n".join(block for block in blocks if block)
     if title:
         text = f"{title}\n{text}"

@@ -79,7 +79,10 @@ def _augment(args: argparse.Namespace) -> int:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1
     tmp.replace(out)
-    print(f"augmented {written} prompts -> {out}" + (f" ({skipped} rows without a usable {args.prompt_field!r} passed by)" if skipped else ""))
+    print(
+        f"augmented {written} prompts -> {out}"
+        + (f" ({skipped} rows without a usable {args.prompt_field!r} passed by)" if skipped else "")
+    )
     return 0
 
 
@@ -104,7 +107,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_prep", description="RLMR training data: prompts with constraints to verl parquet.")
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep", description="RLMR training data: prompts with constraints to verl parquet."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser("convert", help="jsonl/json/csv/parquet/saved datasets -> train/val parquet")
@@ -123,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_field_options(convert)
     convert.set_defaults(run=_convert)
 
-    augment = commands.add_parser("augment", help="append sampled verifiable constraints to plain prompts (writes jsonl for convert)")
+    augment = commands.add_parser(
+        "augment", help="append sampled verifiable constraints to plain prompts (writes jsonl for convert)"
+    )
     augment.add_argument("--input", nargs="+", required=True, metavar="FILE")
     augment.add_argument("--output", required=True, help="jsonl in the generic shape")
     augment.add_argument("--per-prompt", type=int, default=2)

@@ -189,7 +189,9 @@ def convert(options: ConvertOptions) -> Summary:
 
     out_dir = Path(options.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    writers = {split: AtomicParquet(out_dir / f"{split}.parquet", SCHEMA, options.batch_rows) for split in ("train", "val")}
+    writers = {
+        split: AtomicParquet(out_dir / f"{split}.parquet", SCHEMA, options.batch_rows) for split in ("train", "val")
+    }
     rejects = AtomicLines(Path(options.rejects) if options.rejects else out_dir / "rejects.jsonl")
     summary = Summary()
     seen: dict[bytes, tuple[str, int]] = {}
@@ -220,7 +222,9 @@ def convert(options: ConvertOptions) -> Summary:
                 rejects.discard()
 
 
-def _convert_row(row: SourceRow, options: ConvertOptions, count_tokens, seen, writers, rejects, summary: Summary) -> None:
+def _convert_row(
+    row: SourceRow, options: ConvertOptions, count_tokens, seen, writers, rejects, summary: Summary
+) -> None:
     def reject(reason: str, detail: str) -> None:
         summary.rejected[reason] += 1
         record = _excerpt(row.record) if row.record is not None else row.raw

@@ -52,7 +52,9 @@ def read_rows(path: str) -> Iterator[SourceRow]:
     suffix = p.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:
-        raise InputError(f"{path}: unknown format {suffix!r}; expected .jsonl, .json, .csv, .parquet or a saved dataset directory")
+        raise InputError(
+            f"{path}: unknown format {suffix!r}; expected .jsonl, .json, .csv, .parquet or a saved dataset directory"
+        )
     return readers[suffix](path)
 
 
@@ -155,6 +157,6 @@ def _read_hf_dataset(path: str) -> Iterator[SourceRow]:
         number = 0
         for batch in split.iter(batch_size=BATCH_ROWS):
             keys = list(batch.keys())
-            for values in zip(*(batch[k] for k in keys)):
+            for values in zip(*(batch[k] for k in keys), strict=True):
                 number += 1
-                yield SourceRow(source, number, dict(zip(keys, values)))
+                yield SourceRow(source, number, dict(zip(keys, values, strict=True)))

@@ -65,7 +65,10 @@ def _messages(prompt: Any, system: Any) -> list[dict[str, str]]:
     elif isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt):
         messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
     else:
-        raise Rejected("bad_prompt", f"prompt must be a string or a list of {{role, content}} messages, got {type(prompt).__name__}")
+        raise Rejected(
+            "bad_prompt",
+            f"prompt must be a string or a list of {{role, content}} messages, got {type(prompt).__name__}",
+        )
     if isinstance(system, str) and system.strip() and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):
@@ -76,7 +79,11 @@ def _messages(prompt: Any, system: Any) -> list[dict[str, str]]:
 def _rule(instruction_id: Any, kwargs: Any) -> RuleConstraint:
     if not isinstance(instruction_id, str) or instruction_id not in known_instruction_ids():
         raise Rejected("unknown_instruction_id", f"{instruction_id!r} is not an IFEval or rlmr:* instruction id")
-    kwargs = {k: v for k, v in (kwargs or {}).items() if v is not None} if isinstance(kwargs, dict) or kwargs is None else kwargs
+    kwargs = (
+        {k: v for k, v in (kwargs or {}).items() if v is not None}
+        if isinstance(kwargs, dict) or kwargs is None
+        else kwargs
+    )
     if not isinstance(kwargs, dict):
         raise Rejected("bad_kwargs", f"{instruction_id}: kwargs must be an object, got {type(kwargs).__name__}")
     try:
@@ -124,8 +131,12 @@ def _ifeval(record: dict[str, Any], fields: FieldMap) -> tuple[list[dict[str, st
     messages = _messages(record.get(fields.prompt), record.get(fields.system))
     ids, kwargs = record.get(fields.instruction_ids), record.get(fields.kwargs)
     if not isinstance(ids, list) or not isinstance(kwargs, list) or len(ids) != len(kwargs):
-        raise Rejected("bad_constraints", f"{fields.instruction_ids!r} and {fields.kwargs!r} must be lists of equal length")
-    return messages, ConstraintSpec.model_construct(version=1, constraints=[_rule(i, k) for i, k in zip(ids, kwargs)])
+        raise Rejected(
+            "bad_constraints", f"{fields.instruction_ids!r} and {fields.kwargs!r} must be lists of equal length"
+        )
+    return messages, ConstraintSpec.model_construct(
+        version=1, constraints=[_rule(i, k) for i, k in zip(ids, kwargs, strict=True)]
+    )
 
 
 def _writingbench(record: dict[str, Any], fields: FieldMap) -> tuple[list[dict[str, str]], ConstraintSpec]:

@@ -38,5 +38,7 @@ def summarize(path: str, tokenizer_dir: str | None = None, batch_rows: int = 409
     lines += [f"  {kind:<48} {n}" for kind, n in kinds.most_common()]
     if lengths:
         p = np.percentile(np.array(lengths), [0, 50, 90, 99, 100])
-        lines.append(f"prompt length in {unit}: min {p[0]:.0f}, p50 {p[1]:.0f}, p90 {p[2]:.0f}, p99 {p[3]:.0f}, max {p[4]:.0f}")
+        lines.append(
+            f"prompt length in {unit}: min {p[0]:.0f}, p50 {p[1]:.0f}, p90 {p[2]:.0f}, p99 {p[3]:.0f}, max {p[4]:.0f}"
+        )
     return "\n".join(lines)

@@ -17,7 +17,9 @@ def validate(path: str, tokenizer_dir: str, max_prompt_length: int = 4096, batch
         if expected.name not in schema.names:
             problems.append(f"{path}: missing column {expected.name!r}")
         elif not schema.field(expected.name).type.equals(expected.type):
-            problems.append(f"{path}: column {expected.name!r} is {schema.field(expected.name).type}, expected {expected.type}")
+            problems.append(
+                f"{path}: column {expected.name!r} is {schema.field(expected.name).type}, expected {expected.type}"
+            )
     if problems:
         return problems
     row = 0
@@ -35,12 +37,16 @@ def validate(path: str, tokenizer_dir: str, max_prompt_length: int = 4096, batch
 
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
-
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=True)
     config = OmegaConf.create(
-        {"prompt_key": "prompt", "max_prompt_length": max_prompt_length, "filter_overlong_prompts": False, "return_raw_chat": True}
+        {
+            "prompt_key": "prompt",
+            "max_prompt_length": max_prompt_length,
+            "filter_overlong_prompts": False,
+            "return_raw_chat": True,
+        }
     )
     try:
         dataset = RLHFDataset(data_files=[path], tokenizer=tokenizer, config=config)

@@ -54,7 +54,9 @@ def describe_errors(err: ValidationError, model: type[BaseModel], section: str) 
             lines.append(f"{key}: unknown key; {hint}")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {message}" if error["type"] == "missing" else f"{key}: {message} (got {error.get('input')!r})")
+            lines.append(
+                f"{key}: {message}" if error["type"] == "missing" else f"{key}: {message} (got {error.get('input')!r})"
+            )
     return "\n".join(lines)
 
 
@@ -88,7 +90,9 @@ class BackendConfig(StrictConfig):
         "reward.num_workers of them, so the server sees up to that many times this.",
     )
     max_retries: int = Field(
-        3, ge=0, description="Retries after the first attempt, on connection errors, timeouts, 429, 5xx, malformed answers."
+        3,
+        ge=0,
+        description="Retries after the first attempt, on connection errors, timeouts, 429, 5xx, malformed answers.",
     )
     backoff_s: float = Field(0.5, ge=0, description="First backoff in seconds (exponential with jitter).")
     backoff_max_s: float = Field(10.0, ge=0, description="Cap of the exponential backoff, in seconds (before jitter).")
@@ -103,7 +107,8 @@ class WritingRMConfig(BackendConfig):
         "(reward.reward_model.enable=True), reached through verl's reward router.",
     )
     model: str | None = Field(
-        None, description="Model name sent with each request (vLLM: the served model name). null with verl's RM: its path."
+        None,
+        description="Model name sent with each request (vLLM: the served model name). null with verl's RM: its path.",
     )
     backend: Literal["vllm_classify", "vllm_pooling", "sglang"] | None = Field(
         None,
@@ -115,7 +120,9 @@ class WritingRMConfig(BackendConfig):
     )
     max_input_tokens: int = Field(16384, ge=16, description="Longer inputs keep their last tokens.")
     micro_batch_size: int = Field(16, ge=1, description="Texts sent together in one request (the APIs take lists).")
-    micro_batch_wait_ms: float = Field(2.0, ge=0, description="How long a text waits for company before its micro-batch is sent.")
+    micro_batch_wait_ms: float = Field(
+        2.0, ge=0, description="How long a text waits for company before its micro-batch is sent."
+    )
 
 
 class JudgeConfig(BackendConfig):
@@ -127,10 +134,20 @@ class JudgeConfig(BackendConfig):
         "free-text constraints then give reward_valid=0.",
     )
     model: str | None = Field(None, description="Model name sent with each request.")
-    api_key_env: str | None = Field(None, description="Name of the environment variable holding an API key, if the endpoint needs one.")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds per HTTP attempt (a judge writes its verdict: slower than a score).")
-    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once, per reward worker (see writing_rm.max_concurrency).")
-    votes: int = Field(1, ge=1, description="Answers per sample; each constraint takes the majority. >1 only makes sense with temperature > 0.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding an API key, if the endpoint needs one."
+    )
+    timeout_s: float = Field(
+        120.0, gt=0, description="Seconds per HTTP attempt (a judge writes its verdict: slower than a score)."
+    )
+    max_concurrency: int = Field(
+        64, ge=1, description="Requests in flight at once, per reward worker (see writing_rm.max_concurrency)."
+    )
+    votes: int = Field(
+        1,
+        ge=1,
+        description="Answers per sample; each constraint takes the majority. >1 only makes sense with temperature > 0.",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of the judge.")
     max_tokens: int = Field(1024, ge=16, description="Completion token limit of a verdict.")
 
@@ -139,12 +156,16 @@ class RewardConfig(StrictConfig):
     """``reward.rlmr``: the `rlmr` reward manager (writing score + all-or-nothing constraint verdict)."""
 
     writing_rm: WritingRMConfig = Field(default_factory=WritingRMConfig, description="The served writing reward model.")
-    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The generative judge for free-text constraints.")
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="The generative judge for free-text constraints."
+    )
     short_circuit: bool = Field(
         True, description="Skip the judge when a deterministic check already failed (the verdict is all-or-nothing)."
     )
     sample_timeout_s: float = Field(
-        600.0, gt=0, description="Upper bound in seconds for one sample's whole reward; past it the sample is reward_valid=0."
+        600.0,
+        gt=0,
+        description="Upper bound in seconds for one sample's whole reward; past it the sample is reward_valid=0.",
     )
     overlap_backends: bool = Field(
         True,
@@ -153,7 +174,7 @@ class RewardConfig(StrictConfig):
     )
 
     @classmethod
-    def from_verl(cls, config: Any) -> "RewardConfig":
+    def from_verl(cls, config: Any) -> RewardConfig:
         """From verl's whole config (its ``reward.rlmr`` section; absent means all defaults)."""
         reward = config.get("reward", None) if config is not None else None
         return load_section(cls, reward.get("rlmr", None) if reward is not None else None, "reward.rlmr")

@@ -25,8 +25,9 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from rewards.nltk_data import ensure_punkt_tab
 
@@ -60,7 +61,9 @@ def _word_range(response: str, min_words: int | None = None, max_words: int | No
     return _in_range(len(_WORD.findall(response)), min_words, max_words)
 
 
-def _char_range(response: str, min_chars: int | None = None, max_chars: int | None = None, count_whitespace: bool = False) -> bool:
+def _char_range(
+    response: str, min_chars: int | None = None, max_chars: int | None = None, count_whitespace: bool = False
+) -> bool:
     text = response.strip() if count_whitespace else re.sub(r"\s", "", response)
     return _in_range(len(text), min_chars, max_chars)
 
@@ -113,7 +116,7 @@ def known_instruction_ids() -> frozenset[str]:
     return frozenset(_ifeval()[0]) | frozenset(_RLMR_CHECKS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
     return {name: p for name, p in inspect.signature(function).parameters.items() if name not in ("self", "response")}
 
@@ -130,12 +133,16 @@ def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
         if missing or (bounds and all(kwargs.get(b) is None for b in bounds)):
             raise ValueError(f"{instruction_id}: needs {missing or ' or '.join(bounds)}")
         for name in bounds:
-            if kwargs.get(name) is not None and (not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool) or kwargs[name] < 0):
+            if kwargs.get(name) is not None and (
+                not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool) or kwargs[name] < 0
+            ):
                 raise ValueError(f"{instruction_id}: {name} must be a non-negative integer, got {kwargs[name]!r}")
         low, high = (kwargs.get(b) for b in bounds) if bounds else (None, None)
         if low is not None and high is not None and low > high:
             raise ValueError(f"{instruction_id}: {bounds[0]}={low} > {bounds[1]}={high}")
-        if "forbidden_words" in required and not all(isinstance(w, str) and w.strip() for w in kwargs["forbidden_words"]):
+        if "forbidden_words" in required and not all(
+            isinstance(w, str) and w.strip() for w in kwargs["forbidden_words"]
+        ):
             raise ValueError(f"{instruction_id}: forbidden_words must be a list of non-empty strings")
         return
 
@@ -149,7 +156,8 @@ def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
     missing = sorted(name for name in allowed if kwargs.get(name) in (None, "", []) and name != "prompt")
     if unknown or missing:
         raise ValueError(
-            f"{instruction_id}: kwargs {sorted(kwargs)} do not fit; expected exactly {sorted(set(allowed) - {'prompt'})}"
+            f"{instruction_id}: kwargs {sorted(kwargs)} do not fit; "
+            f"expected exactly {sorted(set(allowed) - {'prompt'})}"
         )
     try:
         instruction.build_description(**kwargs)
@@ -168,7 +176,7 @@ def check_instructions(
     if len(instruction_id_list) != len(kwargs_list):
         raise ValueError(f"{len(instruction_id_list)} instruction ids but {len(kwargs_list)} kwargs")
     results = []
-    for instruction_id, kwargs in zip(instruction_id_list, kwargs_list):
+    for instruction_id, kwargs in zip(instruction_id_list, kwargs_list, strict=True):
         kwargs = {k: v for k, v in (kwargs or {}).items() if v is not None}
         validate_kwargs(instruction_id, kwargs)
         if instruction_id in _RLMR_CHECKS:

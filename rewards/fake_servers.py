@@ -113,7 +113,9 @@ class _LoopbackServer:
 
     async def _stats(self, _: web.Request) -> web.Response:
         log = self.log
-        return web.json_response({"requests": log.requests, "max_in_flight": log.max_in_flight, "answered": dict(log.answered)})
+        return web.json_response(
+            {"requests": log.requests, "max_in_flight": log.max_in_flight, "answered": dict(log.answered)}
+        )
 
     async def _start(self, port: int = 0) -> None:
         self._semaphore = asyncio.Semaphore(self.slots)
@@ -153,7 +155,8 @@ class FakeJudge(_LoopbackServer):
         constraints = re.findall(r"^(\d+)\. (.*)$", user.split("## Response")[0], flags=re.MULTILINE)
         response = user.split("## Response\n", 1)[1].rsplit("\n\n## Your JSON verdict", 1)[0]
         verdicts = [
-            {"id": int(i), "satisfied": judge_rule(text, response) != wrong, "reason": "scripted rule"} for i, text in constraints
+            {"id": int(i), "satisfied": judge_rule(text, response) != wrong, "reason": "scripted rule"}
+            for i, text in constraints
         ]
         content = json.dumps({"verdicts": verdicts})
         return {
@@ -178,7 +181,10 @@ class FakeRM(_LoopbackServer):
     def answer(body: dict, wrong: bool = False) -> dict:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         sign = -1.0 if wrong else 1.0
-        data = [{"index": i, "label": "LABEL_0", "probs": [sign * len(t) / 100.0], "num_classes": 1} for i, t in enumerate(texts)]
+        data = [
+            {"index": i, "label": "LABEL_0", "probs": [sign * len(t) / 100.0], "num_classes": 1}
+            for i, t in enumerate(texts)
+        ]
         return {"object": "list", "data": data}
 
     async def _classify(self, request: web.Request) -> web.Response:

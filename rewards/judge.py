@@ -85,7 +85,9 @@ def parse_verdict(text: str, num_constraints: int) -> tuple[list[bool], list[str
     if sorted(ids) != list(range(1, num_constraints + 1)):
         raise ValueError(f"judge answered ids {ids}, expected 1..{num_constraints}")
     by_id = {v.id: v for v in answer.verdicts}
-    return [by_id[i].satisfied for i in range(1, num_constraints + 1)], [by_id[i].reason for i in range(1, num_constraints + 1)]
+    return [by_id[i].satisfied for i in range(1, num_constraints + 1)], [
+        by_id[i].reason for i in range(1, num_constraints + 1)
+    ]
 
 
 class ConstraintJudge:
@@ -94,18 +96,23 @@ class ConstraintJudge:
         key is read from that environment variable, which must be set."""
         if not settings.url or not settings.model:
             raise ValueError(
-                f"reward.rlmr.judge needs url and model (the judge served at url), got url={settings.url!r}, model={settings.model!r}"
+                "reward.rlmr.judge needs url and model (the judge served at url), "
+                f"got url={settings.url!r}, model={settings.model!r}"
             )
         headers = None
         if settings.api_key_env:
             api_key = os.environ.get(settings.api_key_env)
             if not api_key:
-                raise ValueError(f"reward.rlmr.judge.api_key_env={settings.api_key_env}, but that environment variable is not set")
+                raise ValueError(
+                    f"reward.rlmr.judge.api_key_env={settings.api_key_env}, but that environment variable is not set"
+                )
             headers = {"Authorization": f"Bearer {api_key}"}
         self.settings = settings
         self.http = PooledClient(settings.url, settings, headers=headers)
 
-    async def _one_vote(self, messages: list[dict[str, str]], num_constraints: int) -> tuple[list[bool], list[str], int]:
+    async def _one_vote(
+        self, messages: list[dict[str, str]], num_constraints: int
+    ) -> tuple[list[bool], list[str], int]:
         payload = {
             "model": self.settings.model,
             "messages": messages,
@@ -134,7 +141,9 @@ class ConstraintJudge:
         if self.settings.votes == 1:  # inline: no task to schedule before the request can leave
             votes = [await self._one_vote(messages, len(constraints))]
         else:
-            votes = await asyncio.gather(*(self._one_vote(messages, len(constraints)) for _ in range(self.settings.votes)))
+            votes = await asyncio.gather(
+                *(self._one_vote(messages, len(constraints)) for _ in range(self.settings.votes))
+            )
         satisfied = [sum(v[0][i] for v in votes) * 2 > len(votes) for i in range(len(constraints))]
         return JudgeVerdict(satisfied, list(votes[0][1]), sum(v[2] for v in votes))
 

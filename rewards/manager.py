@@ -24,6 +24,9 @@ import re
 import time
 from typing import Any
 
+from verl.experimental.reward_loop.reward_manager import register
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
 from rewards.config import RewardConfig
 from rewards.constraints import check_instructions
 from rewards.http import RewardCallError
@@ -31,10 +34,9 @@ from rewards.judge import ConstraintJudge
 from rewards.reward_info import RewardInfo
 from rewards.spec import ConstraintSpec
 from rewards.writing_rm import WritingRMClient
-from verl.experimental.reward_loop.reward_manager import register
-from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 logger = logging.getLogger(__name__)
+
 
 @functools.lru_cache(maxsize=4096)
 def _parse_spec(ground_truth: str) -> ConstraintSpec:
@@ -50,7 +52,9 @@ def _build_writing_rm(settings: RewardConfig, config: Any, router: str | None, r
     rm = settings.writing_rm
     if rm.url:
         if rm.tokenizer is None:
-            raise ValueError("reward.rlmr.writing_rm.tokenizer must name the reward model's tokenizer (its chat template)")
+            raise ValueError(
+                "reward.rlmr.writing_rm.tokenizer must name the reward model's tokenizer (its chat template)"
+            )
         if rm.model is None:
             raise ValueError("reward.rlmr.writing_rm.model must name the served reward model")
         from transformers import AutoTokenizer
@@ -100,7 +104,9 @@ class RLMRRewardManager(RewardManagerBase):
             await asyncio.wait_for(self._score(item, response, info), timeout=self.settings.sample_timeout_s)
         except asyncio.TimeoutError:
             info.reward_valid = 0
-            info.reward_error = f"sample not scored within reward.rlmr.sample_timeout_s={self.settings.sample_timeout_s}"
+            info.reward_error = (
+                f"sample not scored within reward.rlmr.sample_timeout_s={self.settings.sample_timeout_s}"
+            )
         except Exception as err:  # never let one sample take the group down without a verdict
             logger.exception("rlmr reward failed")
             info.reward_valid = 0
@@ -125,8 +131,10 @@ class RLMRRewardManager(RewardManagerBase):
 
         failed: list[str] = []
         rules = spec.rules
-        rule_results = check_instructions(response, [r.instruction_id for r in rules], [r.kwargs for r in rules], prompt=task)
-        failed += [r.instruction_id for r, ok in zip(rules, rule_results) if not ok]
+        rule_results = check_instructions(
+            response, [r.instruction_id for r in rules], [r.kwargs for r in rules], prompt=task
+        )
+        failed += [r.instruction_id for r, ok in zip(rules, rule_results, strict=True) if not ok]
         info.rule_ok = int(all(rule_results))
 
         judged = [c.text for c in spec.judged]

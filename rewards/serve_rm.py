@@ -73,14 +73,19 @@ class BatchingScorer:
     async def score(self, texts: list[str]) -> list[float]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in texts]
-        for text, future in zip(texts, futures):
+        for text, future in zip(texts, futures, strict=True):
             self._queue.put_nowait((text, future))
         self.stats.requests += 1
         return list(await asyncio.gather(*futures))
 
     def _forward(self, texts: list[str]) -> list[float]:
         encoded = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt", add_special_tokens=False
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            add_special_tokens=False,
         )
         with torch.inference_mode():
             logits = self.model(**encoded).logits  # [batch, num_labels]
@@ -112,7 +117,7 @@ class BatchingScorer:
             self.stats.batches += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             self.stats.batch_sizes.append(len(batch))
-            for (_, future), value in zip(batch, scores):
+            for (_, future), value in zip(batch, scores, strict=True):
                 if not future.done():
                     future.set_result(value)
 
@@ -163,7 +168,9 @@ def build_app(scorer: BatchingScorer, served_model_name: str) -> web.Application
             if error is not None:
                 return error
             data = [row(i, score) for i, score in enumerate(scores)]
-            return web.json_response({"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)})
+            return web.json_response(
+                {"object": "list", "model": served_model_name, "data": data, "usage": usage(texts)}
+            )
 
         return handle
 
@@ -179,7 +186,9 @@ def build_app(scorer: BatchingScorer, served_model_name: str) -> web.Application
 
     async def stats(_: web.Request) -> web.Response:
         s = scorer.stats
-        return web.json_response({"requests": s.requests, "texts": s.texts, "batches": s.batches, "largest_batch": s.largest_batch})
+        return web.json_response(
+            {"requests": s.requests, "texts": s.texts, "batches": s.batches, "largest_batch": s.largest_batch}
+        )
 
     async def on_startup(_: web.Application) -> None:
         await scorer.start()
@@ -203,7 +212,9 @@ def build_app(scorer: BatchingScorer, served_model_name: str) -> web.Application
     return app
 
 
-def load_scorer(model_dir: str, max_batch_size: int, max_wait_ms: float, max_length: int, threads: int = 0) -> BatchingScorer:
+def load_scorer(
+    model_dir: str, max_batch_size: int, max_wait_ms: float, max_length: int, threads: int = 0
+) -> BatchingScorer:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if threads:
@@ -223,18 +234,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_subprocess(model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None,
-                        startup_timeout_s: float = 120.0):
+def serve_in_subprocess(
+    model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None, startup_timeout_s: float = 120.0
+):
     """Run this server for ``model_dir`` in a child process on a free loopback port; yields the
     port once ``/health`` answers, and stops the process on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "rewards.serve_rm", "--model", str(model_dir), "--port", str(port),
-               "--threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "rewards.serve_rm",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+    ]
     if served_model_name:
         command += ["--served-model-name", served_model_name]
     log = open(log_path, "w") if log_path else None
-    process = subprocess.Popen(command, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        command, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
@@ -246,7 +268,9 @@ def serve_in_subprocess(model_dir, served_model_name: str | None = None, threads
                     if response.status == 200:
                         break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"rewards.serve_rm did not answer /health on port {port} within {startup_timeout_s:.0f} s")
+                raise TimeoutError(
+                    f"rewards.serve_rm did not answer /health on port {port} within {startup_timeout_s:.0f} s"
+                )
             time.sleep(0.2)
         yield port
     finally:

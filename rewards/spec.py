@@ -16,7 +16,7 @@ of constraints. A response satisfies its prompt only if it satisfies every const
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -57,7 +57,7 @@ class JudgeConstraint(BaseModel):
     text: str = Field(min_length=1)
 
 
-Constraint = Annotated[Union[RuleConstraint, JudgeConstraint], Field(discriminator="type")]
+Constraint = Annotated[RuleConstraint | JudgeConstraint, Field(discriminator="type")]
 
 
 class ConstraintSpec(BaseModel):
@@ -75,7 +75,7 @@ class ConstraintSpec(BaseModel):
         return [c for c in self.constraints if isinstance(c, JudgeConstraint)]
 
     @classmethod
-    def parse(cls, value: Any) -> "ConstraintSpec":
+    def parse(cls, value: Any) -> ConstraintSpec:
         """From a JSON string, a dict, a list of constraints or an existing spec; ValueError if invalid."""
         if isinstance(value, cls):
             return value
@@ -92,7 +92,7 @@ class ConstraintSpec(BaseModel):
             raise ValueError(f"invalid constraint spec: {err}") from err
 
     @classmethod
-    def from_ifeval(cls, instruction_id_list: list[str], kwargs_list: list[dict[str, Any]]) -> "ConstraintSpec":
+    def from_ifeval(cls, instruction_id_list: list[str], kwargs_list: list[dict[str, Any]]) -> ConstraintSpec:
         """An IFEval row (``instruction_id_list`` + ``kwargs``) as a spec; IFEval's null kwargs are dropped."""
         return cls(
             constraints=[

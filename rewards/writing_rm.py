@@ -59,7 +59,10 @@ class WritingRMClient:
     def __init__(self, settings: WritingRMConfig, tokenizer):
         """``settings`` must name ``url`` and ``model``; a null ``backend`` means vllm_classify."""
         if not settings.url or not settings.model:
-            raise ValueError(f"the writing RM client needs a url and a model name, got url={settings.url!r}, model={settings.model!r}")
+            raise ValueError(
+                "the writing RM client needs a url and a model name, "
+                f"got url={settings.url!r}, model={settings.model!r}"
+            )
         self.settings = settings
         self.backend: Backend = settings.backend or "vllm_classify"
         self.tokenizer = tokenizer
@@ -123,11 +126,9 @@ class WritingRMClient:
                 if not future.done():
                     future.set_exception(error)
             return
-        for (_, future), value in zip(batch, scores):
+        for (_, future), value in zip(batch, scores, strict=True):
             if not future.done():
                 future.set_result(value)
 
     async def close(self) -> None:
         await self.http.close()
-
-

@@ -12,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
 from recipe.rlmr.advantage import (
     compute_rlmr_outcome_advantage,
@@ -20,7 +21,6 @@ from recipe.rlmr.advantage import (
 )
 from recipe.rlmr.schema import ConfigError, RLMRConfig
 from recipe.rlmr.verdicts import rlmr_estimator, supply_verdicts
-from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -45,7 +45,9 @@ def groups(draw, min_size=2, max_size=16, verdicts=None):
 def batches(draw, verdicts=None, min_size=2):
     """Interleaved batch: (scores [B], ok [B], index [B] of str uids, response length T, lengths [B])."""
     drawn = draw(st.lists(groups(min_size=min_size, verdicts=verdicts), min_size=1, max_size=10))
-    rows = [(score, ok, f"uid{g}") for g, (scores, oks) in enumerate(drawn) for score, ok in zip(scores, oks)]
+    rows = [
+        (score, ok, f"uid{g}") for g, (scores, oks) in enumerate(drawn) for score, ok in zip(scores, oks, strict=False)
+    ]
     order = draw(st.permutations(range(len(rows))))
     rows = [rows[i] for i in order]
     width = draw(st.integers(1, 6))
@@ -73,12 +75,12 @@ def per_sample(advantages, lengths):
 
 def reference_group(scores, ok, gamma):
     """Plain-Python transcription of the paper's rule for one group, for cross-checking."""
-    n, violators = len(scores), [s for s, o in zip(scores, ok) if not o]
+    n, violators = len(scores), [s for s, o in zip(scores, ok, strict=False) if not o]
     k = len(violators)
     if k in (0, n):
         return list(scores), 0.0
     delta = max(0.0, (n * max(violators) + n * gamma - sum(scores)) / (n - k))
-    return [s - (0.0 if o else delta) for s, o in zip(scores, ok)], delta
+    return [s - (0.0 if o else delta) for s, o in zip(scores, ok, strict=False)], delta
 
 
 def tolerance(scores):
@@ -139,7 +141,12 @@ def test_delta_is_the_smallest_penalty_that_keeps_the_margin(batch, gamma):
 def test_compliant_samples_keep_their_order(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
     rewards, mask = token_tensors(scores, width, lengths)
-    adv = per_sample(compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)[0], lengths)
+    adv = per_sample(
+        compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)[
+            0
+        ],
+        lengths,
+    )
     for uid in set(index):
         rows = np.flatnonzero((index == uid) & ok)
         for i in rows:
@@ -185,8 +192,12 @@ def test_all_compliant_equals_verl_grpo_in_float32():
 def test_adding_a_constant_to_a_group_changes_nothing(batch, gamma, norm, shift):
     scores, ok, index, width, lengths = batch
     shifted = scores + np.where(index == index[0], shift, 0.0)  # shift one group only
-    a, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
-    b, _ = compute_rlmr_outcome_advantage(*token_tensors(shifted, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
+    a, _ = compute_rlmr_outcome_advantage(
+        *token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm
+    )
+    b, _ = compute_rlmr_outcome_advantage(
+        *token_tensors(shifted, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm
+    )
     magnitude = 1.0 if norm else 1.0 + float(np.abs(scores).max())
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9 * magnitude * (1 + abs(shift)))
 
@@ -195,7 +206,9 @@ def test_adding_a_constant_to_a_group_changes_nothing(batch, gamma, norm, shift)
 @given(batch=batches(verdicts=False), gamma=st.floats(0.0, 10.0), norm=st.booleans())
 def test_groups_where_everyone_violates_get_zero(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
-    advantages, _ = compute_rlmr_outcome_advantage(*token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
+    advantages, _ = compute_rlmr_outcome_advantage(
+        *token_tensors(scores, width, lengths), index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm
+    )
     assert torch.count_nonzero(advantages) == 0
 
 
@@ -204,7 +217,9 @@ def test_groups_where_everyone_violates_get_zero(batch, gamma, norm):
 def test_masked_tokens_are_zero_and_each_response_carries_one_value(batch, gamma, norm):
     scores, ok, index, width, lengths = batch
     rewards, mask = token_tensors(scores, width, lengths)
-    advantages, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm)
+    advantages, _ = compute_rlmr_outcome_advantage(
+        rewards, mask, index, ok, RLMRConfig(gamma=gamma), norm_adv_by_std_in_grpo=norm
+    )
     assert torch.all(advantages[mask == 0] == 0)
     for i, length in enumerate(lengths):
         assert torch.all(advantages[i, :length] == advantages[i, 0])
@@ -217,7 +232,9 @@ def test_hand_computed_group():
     torch.testing.assert_close(penalized, torch.tensor([1.0, 0.5, 3.0], dtype=torch.float64))
     rewards = torch.zeros(3, 2)
     rewards[:, -1] = scores
-    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(3, 2), np.array(["a"] * 3, dtype=object), [1, 0, 1], norm_adv_by_std_in_grpo=False)
+    adv, _ = compute_rlmr_outcome_advantage(
+        rewards, torch.ones(3, 2), np.array(["a"] * 3, dtype=object), [1, 0, 1], norm_adv_by_std_in_grpo=False
+    )
     torch.testing.assert_close(adv[:, 0], torch.tensor([-0.5, -1.0, 1.5]))
 
 
@@ -259,7 +276,9 @@ def test_groups_with_an_invalid_reward_get_zero_and_others_are_untouched(batch, 
     scores, ok, index, width, lengths = batch
     valid = np.array(data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores))))
     rewards, mask = token_tensors(scores, width, lengths)
-    with_flags, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma), reward_valid=valid)
+    with_flags, _ = compute_rlmr_outcome_advantage(
+        rewards, mask, index, ok, RLMRConfig(gamma=gamma), reward_valid=valid
+    )
     without, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, RLMRConfig(gamma=gamma))
     for uid in set(index):
         rows = index == uid
@@ -280,7 +299,9 @@ MODE_INDEX = ["a", "a", "a", "a", "b", "b"]
 def _mode_advantages(mode, weight=1.0, valid=None):
     rewards = torch.zeros(6, 1)
     rewards[:, 0] = torch.tensor(MODE_SCORES)
-    adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(6, 1), MODE_INDEX, MODE_OK, _mode_config(mode, weight), reward_valid=valid)
+    adv, _ = compute_rlmr_outcome_advantage(
+        rewards, torch.ones(6, 1), MODE_INDEX, MODE_OK, _mode_config(mode, weight), reward_valid=valid
+    )
     return adv[:, 0]
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-import recipe.rlmr
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
+
+import recipe.rlmr
 
 CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"
 
@@ -66,7 +66,9 @@ def test_composes_with_overrides_and_passes_verl_validation():
 
 def test_verl_validation_still_rejects_a_bad_batch():
     """The composed config is really validated: a batch that cannot split over the GPUs fails."""
-    config = compose_rlmr(SMALL_RUN + ["data.train_batch_size=3", "actor_rollout_ref.rollout.n=1", "trainer.n_gpus_per_node=8"])
+    config = compose_rlmr(
+        SMALL_RUN + ["data.train_batch_size=3", "actor_rollout_ref.rollout.n=1", "trainer.n_gpus_per_node=8"]
+    )
     with pytest.raises((AssertionError, ValueError)):
         validate(config)
 

@@ -9,31 +9,66 @@ POEM = "<<Harbour Lights>>\n\nThe lantern sways.\nThe tide comes in.\n\nThe gull
 
 # (instruction id, kwargs, a response that follows it, a response that does not)
 IFEVAL_CASES = [
-    ("length_constraints:number_words", {"num_words": 5, "relation": "less than"}, "Short and sweet.", "This one has far too many words in it."),
-    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"}, "One. Two. Three.", "Only one."),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "less than"},
+        "Short and sweet.",
+        "This one has far too many words in it.",
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 2, "relation": "at least"},
+        "One. Two. Three.",
+        "Only one.",
+    ),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "First.\n***\nSecond.", "Only one paragraph."),
     ("keywords:existence", {"keywords": ["lantern", "tide"]}, POEM, "No such words here."),
     ("keywords:forbidden_words", {"forbidden_words": ["moon"]}, POEM, "The moon rose."),
     ("keywords:frequency", {"keyword": "the", "frequency": 3, "relation": "at least"}, POEM, "A lantern."),
-    ("keywords:letter_frequency", {"letter": "z", "let_frequency": 2, "let_relation": "at least"}, "Zigzag buzz.", "Nothing here."),
+    (
+        "keywords:letter_frequency",
+        {"letter": "z", "let_frequency": 2, "let_relation": "at least"},
+        "Zigzag buzz.",
+        "Nothing here.",
+    ),
     ("detectable_format:title", {}, POEM, "No title at all."),
     ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* one\n* two", "* only one"),
     ("detectable_format:json_format", {}, '{"poem": "sea"}', "not json"),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 1}, "A *bright* sea.", "A plain sea."),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2}, "Section 1\na\nSection 2\nb", "Section 1\na"),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\na\nSection 2\nb",
+        "Section 1\na",
+    ),
     ("detectable_format:constrained_response", {}, "My answer is yes.", "Perhaps."),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hello.\nP.S. Bye.", "Hello."),
     ("detectable_content:number_placeholders", {"num_placeholders": 1}, "Dear [name],", "Dear friend,"),
     ("change_case:english_lowercase", {}, "all lower case here", "Not all lower"),
     ("change_case:english_capital", {}, "ALL CAPITALS HERE", "Not capitals"),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "less than"}, "One WORD only", "TWO WORDS CAPS"),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "less than"},
+        "One WORD only",
+        "TWO WORDS CAPS",
+    ),
     ("punctuation:no_comma", {}, "No commas here.", "Yes, one."),
     ("startend:end_checker", {"end_phrase": "The end."}, "A story. The end.", "A story."),
     ("startend:quotation", {}, '"Quoted."', "Not quoted."),
     ("combination:two_responses", {}, "First answer.\n******\nSecond answer.", "Just one."),
     ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "Write a poem. Here it is.", "Here it is."),
-    ("language:response_language", {"language": "en"}, "This is clearly an English sentence about the sea.", "Ceci est une phrase en français sur la mer."),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"}, "First para.\n\nThen the second.", "First para.\n\nAnd the second."),
+    (
+        "language:response_language",
+        {"language": "en"},
+        "This is clearly an English sentence about the sea.",
+        "Ceci est une phrase en français sur la mer.",
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        "First para.\n\nThen the second.",
+        "First para.\n\nAnd the second.",
+    ),
 ]
 
 
@@ -72,14 +107,20 @@ def test_results_come_back_in_order_and_empty_responses_fail():
     ids = ["rlmr:word_range", "punctuation:no_comma", "detectable_format:title"]
     kwargs = [{"max_words": 3}, {}, {}]
     assert check_instructions(POEM, ids, kwargs) == [False, True, True]
-    assert check_instructions("   ", ["punctuation:no_comma", "rlmr:forbidden_words"], [{}, {"forbidden_words": ["x"]}]) == [False, False]
+    assert check_instructions(
+        "   ", ["punctuation:no_comma", "rlmr:forbidden_words"], [{}, {"forbidden_words": ["x"]}]
+    ) == [False, False]
 
 
 @pytest.mark.parametrize(
     "instruction_id, kwargs, message",
     [
         ("no:such_id", {}, "unknown instruction id"),
-        ("length_constraints:number_words", {"num_words": 5}, "expected exactly"),  # IFEval would fill relation at random
+        (
+            "length_constraints:number_words",
+            {"num_words": 5},
+            "expected exactly",
+        ),  # IFEval would fill relation at random
         ("length_constraints:number_words", {"num_words": 5, "relation": "about"}, "bad kwargs"),
         ("rlmr:word_range", {}, "min_words or max_words"),
         ("rlmr:word_range", {"min_words": 9, "max_words": 3}, "min_words=9 > max_words=3"),

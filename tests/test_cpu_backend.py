@@ -23,8 +23,9 @@ from recipe.rlmr.dev.tiny_assets import build_policy_model
 def run_python(code: str, **env) -> str:
     environment = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
     environment.update(env)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                            env=environment, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=environment, timeout=300
+    )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result.stdout
 
@@ -50,13 +51,21 @@ _REGISTRATION_PROBE = """
 
 def test_without_verl_platform_cpu_nothing_is_registered_or_patched():
     out = run_python(_REGISTRATION_PROBE)
-    for line in ("platform False", "engine False", "replica False", "adapter False", "init_patched False",
-                 "offload_patched False"):
+    for line in (
+        "platform False",
+        "engine False",
+        "replica False",
+        "adapter False",
+        "init_patched False",
+        "offload_patched False",
+    ):
         assert line in out
 
 
 def test_verl_platform_cpu_registers_everything_verl_needs():
-    out = run_python(_REGISTRATION_PROBE + """
+    out = run_python(
+        _REGISTRATION_PROBE
+        + """
     from verl.utils.device import get_device_name, get_torch_device, get_nccl_backend, get_device_id
     from verl.workers.rollout.replica import get_rollout_replica_class
     from verl.workers.rollout.base import get_rollout_class
@@ -68,16 +77,29 @@ def test_verl_platform_cpu_registers_everything_verl_needs():
     print("rng", torch.equal(a, torch.rand(3)))
     print("classes", get_rollout_replica_class("hf").__name__, get_rollout_class("hf", "async").__name__)
     print("unpinned", fsdp.CPUOffloadPolicy(pin_memory=True).pin_memory)
-    """, VERL_PLATFORM="cpu")
-    for line in ("platform True", "engine True", "replica True", "adapter True", "init_patched True",
-                 "offload_patched True", "device cpu gloo cpu", "memory True True", "rng True",
-                 "classes HFReplica HFServerAdapter", "unpinned False"):
+    """,
+        VERL_PLATFORM="cpu",
+    )
+    for line in (
+        "platform True",
+        "engine True",
+        "replica True",
+        "adapter True",
+        "init_patched True",
+        "offload_patched True",
+        "device cpu gloo cpu",
+        "memory True True",
+        "rng True",
+        "classes HFReplica HFServerAdapter",
+        "unpinned False",
+    ):
         assert line in out, out
 
 
 def test_verls_own_process_group_init_works_on_cpu():
     """verl asks for backend "cpu:gloo,cpu:gloo" here; torch alone rejects it."""
-    out = run_python("""
+    out = run_python(
+        """
     import os
     os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
     import torch, verl
@@ -85,7 +107,9 @@ def test_verls_own_process_group_init_works_on_cpu():
     initialize_global_process_group_ray()
     t = torch.ones(2); torch.distributed.all_reduce(t)
     print("backend", torch.distributed.get_backend(), t.tolist())
-    """, VERL_PLATFORM="cpu")
+    """,
+        VERL_PLATFORM="cpu",
+    )
     assert "backend gloo [1.0, 1.0]" in out
 
 
@@ -96,6 +120,7 @@ def test_the_cpu_platform_is_never_auto_detected():
 
 
 # ---- the backend-string patch ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "given_backend, expected",
@@ -124,6 +149,7 @@ def test_collapse_backend_keeps_each_pair_once(parts):
 
 
 # ---- the hf rollout server -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory):
@@ -158,13 +184,13 @@ def test_concurrent_requests_run_as_one_batch_with_exact_logprobs(server):
     prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [20], [30, 31]]
 
     async def scenario():
-        return await asyncio.gather(*[
-            server.generate(request_id=str(i), prompt_ids=p, sampling_params=SAMPLING) for i, p in enumerate(prompts)
-        ])
+        return await asyncio.gather(
+            *[server.generate(request_id=str(i), prompt_ids=p, sampling_params=SAMPLING) for i, p in enumerate(prompts)]
+        )
 
     outputs = asyncio.run(scenario())
     assert server.stats["max_rows"] == len(prompts)  # left-padded into one generate call
-    for prompt, output in zip(prompts, outputs):
+    for prompt, output in zip(prompts, outputs, strict=False):
         assert 1 <= len(output.token_ids) <= 16
         assert output.stop_reason == "completed"
         if len(output.token_ids) < 16:
@@ -202,7 +228,9 @@ def test_update_weights_changes_what_the_server_generates(server, policy_dir, tm
     assert result["weight_version"] == 1
     assert torch.equal(server.model.model.embed_tokens.weight, other.model.embed_tokens.weight)
     assert after.extra_fields["global_steps"] == 3
-    assert torch.allclose(torch.tensor(after.log_probs), reference_logprobs(other, [5, 6, 7], after.token_ids, 1.0), atol=1e-4)
+    assert torch.allclose(
+        torch.tensor(after.log_probs), reference_logprobs(other, [5, 6, 7], after.token_ids, 1.0), atol=1e-4
+    )
     assert before.log_probs != after.log_probs
 
 
@@ -227,7 +255,9 @@ def test_abort_returns_partial_output_and_resume_reopens(policy_dir):
         await asyncio.sleep(0.2)
         aborted = await server.abort_all_requests()
         partial = await running
-        waiting = asyncio.create_task(server.generate(request_id="b", prompt_ids=[5], sampling_params={**SAMPLING, "max_tokens": 2}))
+        waiting = asyncio.create_task(
+            server.generate(request_id="b", prompt_ids=[5], sampling_params={**SAMPLING, "max_tokens": 2})
+        )
         await asyncio.sleep(0.2)
         held = not waiting.done()  # the gate is closed until resume_generation
         await server.resume_generation()
@@ -255,6 +285,7 @@ def test_multimodal_requests_are_refused(server):
 
 # ---- the actor-side adapter, with the server as a named Ray actor ----------------------------
 
+
 @pytest.mark.ray
 def test_adapter_ships_the_actors_weights_to_its_server(transfer_queue, policy_dir, tmp_path, monkeypatch):
     import ray
@@ -264,7 +295,11 @@ def test_adapter_ships_the_actors_weights_to_its_server(transfer_queue, policy_d
 
     config = rollout_config()
     model_config = SimpleNamespace(path=str(policy_dir))  # the adapter only needs to exist next to its server
-    server = ray.remote(HFRolloutServer).options(name=server_actor_name(0), num_cpus=0).remote(config, {"path": str(policy_dir)})
+    server = (
+        ray.remote(HFRolloutServer)
+        .options(name=server_actor_name(0), num_cpus=0)
+        .remote(config, {"path": str(policy_dir)})
+    )
     trained = AutoModelForCausalLM.from_pretrained(str(build_policy_model(tmp_path / "trained", seed=11)))
     try:
         # rank 1 of a two-rank rollout world owns no server, but must walk the weights (FSDP's
@@ -273,7 +308,11 @@ def test_adapter_ships_the_actors_weights_to_its_server(transfer_queue, policy_d
         walked = []
         follower = HFServerAdapter(rollout_config(tensor_model_parallel_size=2), model_config, device_mesh=None)
         assert follower.replica_rank == 0 and not follower.owns_server
-        result = asyncio.run(follower.update_weights(((n, walked.append(n) or t) for n, t in trained.state_dict().items()), global_steps=1))
+        result = asyncio.run(
+            follower.update_weights(
+                ((n, walked.append(n) or t) for n, t in trained.state_dict().items()), global_steps=1
+            )
+        )
         assert result is None and len(walked) == len(trained.state_dict())
         assert ray.get(server.get_stats.remote())["weight_updates"] == 0
 

@@ -34,8 +34,16 @@ def test_every_step_is_logged_with_the_rlmr_metrics(verl_run):
     _, log, scalars = verl_run
     assert sorted(scalars) == list(range(1, STEPS + 1))
     for step, metrics in scalars.items():
-        for tag in ("critic/score/mean", "rlmr/violation_rate", "rlmr/adv_violators_mean", "rlmr/adv_compliant_mean",
-                    "actor/pg_loss", "timing_s/gen", "timing_s/update_actor", "timing_s/update_weights"):
+        for tag in (
+            "critic/score/mean",
+            "rlmr/violation_rate",
+            "rlmr/adv_violators_mean",
+            "rlmr/adv_compliant_mean",
+            "actor/pg_loss",
+            "timing_s/gen",
+            "timing_s/update_actor",
+            "timing_s/update_weights",
+        ):
             assert tag in metrics, f"step {step} lacks {tag}"
         assert 0.0 <= metrics["rlmr/violation_rate"] <= 1.0
         assert metrics["rlmr/invalid_rewards"] == 0  # every reward call answered
@@ -72,8 +80,12 @@ def test_the_group_filter_dropped_and_refilled_inside_the_trainer(verl_run):
 
 def test_make_demo_runs_the_recipe_entry_and_names_its_outputs(tmp_path):
     workdir = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "recipe.rlmr.dev.demo", "--workdir", str(workdir), "--steps", str(STEPS)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.rlmr.dev.demo", "--workdir", str(workdir), "--steps", str(STEPS)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]
     assert [row[0] for row in rows] == [str(step) for step in range(1, STEPS + 1)]

@@ -22,15 +22,34 @@ from rewards.constraints import check_instructions
 from rewards.spec import ConstraintSpec
 
 GOOD = [
-    {"prompt": "Write a poem about rain.", "constraints": [{"type": "rule", "instruction_id": "rlmr:word_range", "kwargs": {"max_words": 80}}]},
-    {"prompt": [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku on snow."}], "constraints": ["It has three lines."]},
-    {"prompt": "Write 300+ words about a river.", "instruction_id_list": ["length_constraints:number_words", "punctuation:no_comma"], "kwargs": [{"relation": "at least", "num_words": 300}, {}]},
-    {"query": "写一篇关于秋天的散文。", "checklist": [{"name": "意境", "criteria_description": "描写有画面感"}, "不少于三段"]},
+    {
+        "prompt": "Write a poem about rain.",
+        "constraints": [{"type": "rule", "instruction_id": "rlmr:word_range", "kwargs": {"max_words": 80}}],
+    },
+    {
+        "prompt": [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku on snow."}],
+        "constraints": ["It has three lines."],
+    },
+    {
+        "prompt": "Write 300+ words about a river.",
+        "instruction_id_list": ["length_constraints:number_words", "punctuation:no_comma"],
+        "kwargs": [{"relation": "at least", "num_words": 300}, {}],
+    },
+    {
+        "query": "写一篇关于秋天的散文。",
+        "checklist": [{"name": "意境", "criteria_description": "描写有画面感"}, "不少于三段"],
+    },
 ]
 BAD = [
     ({"prompt": "   "}, "empty_prompt"),
-    ({"prompt": "x", "constraints": [{"type": "rule", "instruction_id": "length_constraints:no_such"}]}, "unknown_instruction_id"),
-    ({"prompt": "y", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 5}]}, "bad_kwargs"),
+    (
+        {"prompt": "x", "constraints": [{"type": "rule", "instruction_id": "length_constraints:no_such"}]},
+        "unknown_instruction_id",
+    ),
+    (
+        {"prompt": "y", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 5}]},
+        "bad_kwargs",
+    ),
     ({"prompt": "z", "constraints": "{oops"}, "bad_constraints"),
     ({"text": "no prompt field"}, "missing_field"),
     ({"prompt": "WRITE a poem   about rain."}, "duplicate"),  # same as GOOD[0] once normalised
@@ -55,7 +74,11 @@ def run_convert(tmp_path, inputs, **options):
 
 
 def test_converts_every_shape_and_rejects_each_bad_row_with_its_reason(tmp_path):
-    source = write_jsonl(tmp_path / "mixed.jsonl", GOOD + [record for record, _ in BAD], extra_lines=[b"{not json", b'{"prompt": "\xff"}'])
+    source = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        GOOD + [record for record, _ in BAD],
+        extra_lines=[b"{not json", b'{"prompt": "\xff"}'],
+    )
     summary = run_convert(tmp_path, [source], val_ratio=0.0)
     rows = read_parquet(tmp_path / "out" / "train.parquet")
     assert len(rows) == len(GOOD) and summary.kept["train"] == len(GOOD)
@@ -95,7 +118,13 @@ def test_the_output_is_what_verl_reads(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet", "hf"])
 def test_every_input_format_gives_the_same_rows(tmp_path, fmt):
-    records = [{"prompt": f"Write about the number {i}.", "constraints": json.dumps([{"instruction_id": "rlmr:word_range", "kwargs": {"max_words": 50 + i}}])} for i in range(30)]
+    records = [
+        {
+            "prompt": f"Write about the number {i}.",
+            "constraints": json.dumps([{"instruction_id": "rlmr:word_range", "kwargs": {"max_words": 50 + i}}]),
+        }
+        for i in range(30)
+    ]
     path = tmp_path / f"in.{fmt}"
     if fmt == "jsonl":
         write_jsonl(path, records)
@@ -115,7 +144,9 @@ def test_every_input_format_gives_the_same_rows(tmp_path, fmt):
     run_convert(tmp_path, [str(path)], val_ratio=0.0)
     rows = read_parquet(tmp_path / "out" / "train.parquet")
     assert [row["prompt"][0]["content"] for row in rows] == [r["prompt"] for r in records]
-    assert [ConstraintSpec.parse(row["reward_model"]["ground_truth"]).rules[0].kwargs["max_words"] for row in rows] == list(range(50, 80))
+    assert [
+        ConstraintSpec.parse(row["reward_model"]["ground_truth"]).rules[0].kwargs["max_words"] for row in rows
+    ] == list(range(50, 80))
 
 
 def test_split_and_dedup_are_deterministic_and_order_free(tmp_path):
@@ -138,7 +169,13 @@ def test_token_limit_rejects_long_prompts(tmp_path):
     tokenizer_dir = tmp_path / "tok"
     build_tokenizer(tokenizer_dir)
     records = [{"prompt": "short"}, {"prompt": "long " * 400}]
-    summary = run_convert(tmp_path, [write_jsonl(tmp_path / "t.jsonl", records)], val_ratio=0.0, tokenizer=str(tokenizer_dir), max_prompt_tokens=64)
+    summary = run_convert(
+        tmp_path,
+        [write_jsonl(tmp_path / "t.jsonl", records)],
+        val_ratio=0.0,
+        tokenizer=str(tokenizer_dir),
+        max_prompt_tokens=64,
+    )
     assert summary.kept["train"] == 1 and summary.rejected == {"too_long": 1}
 
 
@@ -154,8 +191,19 @@ def test_strict_exits_nonzero_and_publishes_no_parquet(tmp_path, capsys):
 
 def test_missing_input_is_a_clear_error_not_a_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "data_prep", "convert", "--input", str(tmp_path / "nope.jsonl"), "--output-dir", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "data_prep",
+            "convert",
+            "--input",
+            str(tmp_path / "nope.jsonl"),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "nope.jsonl: no such file" in result.stderr and "Traceback" not in result.stderr
@@ -204,14 +252,52 @@ def test_every_template_has_several_phrasings_and_a_valid_spec():
 
 
 def test_augment_cli_feeds_convert(tmp_path):
-    plain = write_jsonl(tmp_path / "plain.jsonl", [{"prompt": f"Write a story about a {w}."} for w in ("fox", "kite", "lamp")])
+    plain = write_jsonl(
+        tmp_path / "plain.jsonl", [{"prompt": f"Write a story about a {w}."} for w in ("fox", "kite", "lamp")]
+    )
     out = tmp_path / "aug.jsonl"
-    assert main(["augment", "--input", plain, "--output", str(out), "--per-prompt", "2", "--seed", "7", "--kinds", "title,max_words,no_comma"]) == 0
+    assert (
+        main(
+            [
+                "augment",
+                "--input",
+                plain,
+                "--output",
+                str(out),
+                "--per-prompt",
+                "2",
+                "--seed",
+                "7",
+                "--kinds",
+                "title,max_words,no_comma",
+            ]
+        )
+        == 0
+    )
     first = out.read_text()
-    assert main(["augment", "--input", plain, "--output", str(out), "--per-prompt", "2", "--seed", "7", "--kinds", "title,max_words,no_comma"]) == 0
+    assert (
+        main(
+            [
+                "augment",
+                "--input",
+                plain,
+                "--output",
+                str(out),
+                "--per-prompt",
+                "2",
+                "--seed",
+                "7",
+                "--kinds",
+                "title,max_words,no_comma",
+            ]
+        )
+        == 0
+    )
     assert out.read_text() == first  # same seed, same output
     rows = [json.loads(line) for line in first.splitlines()]
-    assert all(set(r["augmented_kinds"]) <= {"title", "max_words", "no_comma"} and len(r["constraints"]) == 2 for r in rows)
+    assert all(
+        set(r["augmented_kinds"]) <= {"title", "max_words", "no_comma"} and len(r["constraints"]) == 2 for r in rows
+    )
     summary = run_convert(tmp_path, [str(out)], val_ratio=0.0)
     assert summary.kept["train"] == 3 and summary.total_rejected == 0
     assert main(["augment", "--input", plain, "--output", str(out), "--kinds", "sparkle"]) == 2

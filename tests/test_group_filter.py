@@ -52,7 +52,9 @@ def test_filter_settings_are_checked():
     with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.filter\.max_dropped_groups: Input should be greater"):
         settings(max_dropped_groups=-1)
     assert RLMRConfig.from_algorithm({}).filter == FilterConfig()
-    assert FilterConfig().drop_bound(train_batch_size=32) == 128 and FilterConfig(max_dropped_groups=5).drop_bound(32) == 5
+    assert (
+        FilterConfig().drop_bound(train_batch_size=32) == 128 and FilterConfig(max_dropped_groups=5).drop_bound(32) == 5
+    )
 
 
 # --- the replay buffer, on a real TransferQueue -------------------------------------------------
@@ -70,7 +72,7 @@ def produce(partition_id, groups, global_steps=0):
     uids = []
     for scores, ok, valid in groups:
         uid = uuid.uuid4().hex
-        for i, (score, verdict, is_valid) in enumerate(zip(scores, ok, valid)):
+        for i, (score, verdict, is_valid) in enumerate(zip(scores, ok, valid, strict=False)):
             info = {"writing_score": score, "constraints_ok": verdict, "reward_valid": is_valid}
             tq.kv_put(
                 key=f"{uid}_{i}_0",
@@ -78,7 +80,11 @@ def produce(partition_id, groups, global_steps=0):
                 fields={"input_ids": torch.tensor([1, 2, 3]), "extra_fields": {"reward_extra_info": info}},
                 tag={"is_prompt": False, "seq_len": 3, "global_steps": global_steps},
             )
-        tq.kv_put(key=uid, partition_id=partition_id, tag={"is_prompt": True, "status": "finished", "global_steps": global_steps})
+        tq.kv_put(
+            key=uid,
+            partition_id=partition_id,
+            tag={"is_prompt": True, "status": "finished", "global_steps": global_steps},
+        )
         uids.append(uid)
     return uids
 
@@ -128,9 +134,17 @@ def test_dropped_groups_are_evicted_and_counted_by_reason(transfer_queue):
     assert sampled_uids(batch) == set(good)
     assert refill.calls == []  # enough good groups: nothing resampled
     assert metrics["rlmr/filter/dropped_groups"] == 3
-    assert (metrics["rlmr/filter/dropped_all_violate"], metrics["rlmr/filter/dropped_invalid_reward"], metrics["rlmr/filter/dropped_no_signal"]) == (1, 1, 1)
+    assert (
+        metrics["rlmr/filter/dropped_all_violate"],
+        metrics["rlmr/filter/dropped_invalid_reward"],
+        metrics["rlmr/filter/dropped_no_signal"],
+    ) == (1, 1, 1)
     assert metrics["rlmr/filter/bound_hit"] == 0
-    assert set(DROP_REASONS) == {k.removeprefix("rlmr/filter/dropped_") for k in metrics if k.startswith("rlmr/filter/dropped_") and k != "rlmr/filter/dropped_groups"}
+    assert set(DROP_REASONS) == {
+        k.removeprefix("rlmr/filter/dropped_")
+        for k in metrics
+        if k.startswith("rlmr/filter/dropped_") and k != "rlmr/filter/dropped_groups"
+    }
 
 
 @pytest.mark.ray
@@ -153,7 +167,9 @@ def test_the_bound_stops_resampling_and_says_so(transfer_queue, caplog):
     produce(partition, [ALL_VIOLATE, ALL_VIOLATE, ALL_VIOLATE])
     refill = Refiller(partition, group=ALL_VIOLATE)  # every resampled group violates too
     with caplog.at_level("WARNING"):
-        batch, metrics = make_buffer(refill, max_dropped_groups=2).sample(global_steps=0, partition_id=partition, batch_size=2)
+        batch, metrics = make_buffer(refill, max_dropped_groups=2).sample(
+            global_steps=0, partition_id=partition, batch_size=2
+        )
     assert len(sampled_uids(batch)) == 2  # training goes on with what there is
     assert metrics["rlmr/filter/bound_hit"] == 1 and metrics["rlmr/filter/dropped_groups"] == 2
     assert "max_dropped_groups" in caplog.text
@@ -167,7 +183,12 @@ def test_missing_verdict_in_a_finished_group_is_a_clear_error(transfer_queue):
 
     partition = f"train-{uuid.uuid4().hex[:8]}"
     uid = uuid.uuid4().hex
-    tq.kv_put(key=f"{uid}_0_0", partition_id=partition, fields={"input_ids": torch.tensor([1]), "extra_fields": {"reward_extra_info": {"acc": 1.0}}}, tag={"is_prompt": False, "global_steps": 0})
+    tq.kv_put(
+        key=f"{uid}_0_0",
+        partition_id=partition,
+        fields={"input_ids": torch.tensor([1]), "extra_fields": {"reward_extra_info": {"acc": 1.0}}},
+        tag={"is_prompt": False, "global_steps": 0},
+    )
     tq.kv_put(key=uid, partition_id=partition, tag={"is_prompt": True, "status": "finished", "global_steps": 0})
     with pytest.raises(MissingVerdictError, match="constraints_ok"):
         make_buffer(Refiller(partition)).sample(global_steps=0, partition_id=partition, batch_size=1)
@@ -175,20 +196,27 @@ def test_missing_verdict_in_a_finished_group_is_a_clear_error(transfer_queue):
 
 def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
     from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
     from recipe.rlmr.replay_buffer import RLMRReplayBuffer
     from recipe.rlmr.trainer import RLMRTrainerSync
-    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
     trainer = object.__new__(RLMRTrainerSync)
     trainer.trainer_mode = "sync"
     trainer._add_prompts_to_generate = lambda n: n
     trainer.config = OmegaConf.create(
         {
-            "algorithm": {"filter_groups": {"enable": True, "metric": "rlmr", "max_inflight_gen_batches": 3}, "rlmr": {"filter": {"high": 9.0, "poll_interval_s": 0.5}}},
+            "algorithm": {
+                "filter_groups": {"enable": True, "metric": "rlmr", "max_inflight_gen_batches": 3},
+                "rlmr": {"filter": {"high": 9.0, "poll_interval_s": 0.5}},
+            },
             "reward": {"reward_model": {"enable": False, "enable_resource_pool": False}},
             "data": {"train_batch_size": 16},
-            "trainer": {"v1": {"sampler": {"max_off_policy_threshold": 2, "max_off_policy_strategy": "drop", "sampler_kwargs": {}}}},
+            "trainer": {
+                "v1": {
+                    "sampler": {"max_off_policy_threshold": 2, "max_off_policy_strategy": "drop", "sampler_kwargs": {}}
+                }
+            },
         }
     )
     buffer = trainer._build_replay_buffer()
@@ -215,9 +243,33 @@ def test_reward_metrics_summarise_the_reward_side():
     from recipe.rlmr.metrics import reward_metrics
 
     infos = [
-        {"writing_score": 4.0, "constraints_ok": 1, "reward_valid": 1, "judge_calls": 1, "judge_calls_saved": 0, "reward_latency_s": 0.1, "response_words": 100},
-        {"writing_score": 8.0, "constraints_ok": 0, "reward_valid": 1, "judge_calls": 0, "judge_calls_saved": 1, "reward_latency_s": 0.3, "response_words": 300},
-        {"writing_score": float("nan"), "constraints_ok": 0, "reward_valid": 0, "judge_calls": 1, "judge_calls_saved": 0, "reward_latency_s": 5.0, "response_words": 50},
+        {
+            "writing_score": 4.0,
+            "constraints_ok": 1,
+            "reward_valid": 1,
+            "judge_calls": 1,
+            "judge_calls_saved": 0,
+            "reward_latency_s": 0.1,
+            "response_words": 100,
+        },
+        {
+            "writing_score": 8.0,
+            "constraints_ok": 0,
+            "reward_valid": 1,
+            "judge_calls": 0,
+            "judge_calls_saved": 1,
+            "reward_latency_s": 0.3,
+            "response_words": 300,
+        },
+        {
+            "writing_score": float("nan"),
+            "constraints_ok": 0,
+            "reward_valid": 0,
+            "judge_calls": 1,
+            "judge_calls_saved": 0,
+            "reward_latency_s": 5.0,
+            "response_words": 50,
+        },
     ]
     metrics = reward_metrics(infos)
     assert metrics["rlmr/invalid_rewards"] == 1
@@ -235,7 +287,9 @@ def test_async_buffer_evicts_and_refills_exactly(transfer_queue):
     good = produce(partition, [GOOD])
     produce(partition, [NO_SIGNAL, INVALID])
     refill = Refiller(partition)
-    batch, metrics = make_buffer(refill, mode="colocate_async").sample(global_steps=0, partition_id=partition, batch_size=3)
+    batch, metrics = make_buffer(refill, mode="colocate_async").sample(
+        global_steps=0, partition_id=partition, batch_size=3
+    )
     assert refill.calls == [2]  # async mode refills exactly what it evicted
     assert sampled_uids(batch) == set(good) | set(refill.uids)
     assert (metrics["rlmr/filter/dropped_no_signal"], metrics["rlmr/filter/dropped_invalid_reward"]) == (1, 1)

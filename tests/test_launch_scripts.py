@@ -28,11 +28,24 @@ def field(output: str, name: str) -> str:
 
 def test_every_model_family_has_scripts():
     names = {s.name for s in SCRIPTS}
-    for model in ("qwen3_8b", "qwen2_5_7b_instruct", "qwen2_5_14b_instruct", "qwen2_5_32b_instruct", "qwen2_5_72b_instruct",
-                  "deepseek_r1_distill_qwen_7b", "deepseek_r1_distill_qwen_14b", "deepseek_r1_distill_qwen_32b",
-                  "deepseek_r1_distill_llama_70b"):
+    for model in (
+        "qwen3_8b",
+        "qwen2_5_7b_instruct",
+        "qwen2_5_14b_instruct",
+        "qwen2_5_32b_instruct",
+        "qwen2_5_72b_instruct",
+        "deepseek_r1_distill_qwen_7b",
+        "deepseek_r1_distill_qwen_14b",
+        "deepseek_r1_distill_qwen_32b",
+        "deepseek_r1_distill_llama_70b",
+    ):
         assert f"run_{model}.sh" in names
-    for model in ("qwen2_5_32b_instruct", "qwen2_5_72b_instruct", "deepseek_r1_distill_qwen_32b", "deepseek_r1_distill_llama_70b"):
+    for model in (
+        "qwen2_5_32b_instruct",
+        "qwen2_5_72b_instruct",
+        "deepseek_r1_distill_qwen_32b",
+        "deepseek_r1_distill_llama_70b",
+    ):
         assert f"run_{model}_megatron.sh" in names
 
 
@@ -53,14 +66,21 @@ def test_dry_run_composes_and_validates(script, tmp_path):
 
 def test_environment_and_extra_arguments_reach_the_config(tmp_path):
     script = SCRIPTS_DIR / "run_qwen3_8b.sh"
-    result = dry_run(script, {**EXTERNAL_RM, "NNODES": "2", "GPUS_PER_NODE": "4", "MODEL_PATH": "/models/q3"}, "data.train_batch_size=64", cwd=tmp_path)
+    result = dry_run(
+        script,
+        {**EXTERNAL_RM, "NNODES": "2", "GPUS_PER_NODE": "4", "MODEL_PATH": "/models/q3"},
+        "data.train_batch_size=64",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert field(result.stdout, "nodes x GPUs") == "2 x 4" and field(result.stdout, "model") == "/models/q3"
     assert field(result.stdout, "batch").startswith("64 prompts")
 
 
 def test_reward_model_served_by_verl(tmp_path):
-    result = dry_run(SCRIPTS_DIR / "run_qwen2_5_72b_instruct.sh", {"RM_PATH": "/models/writing-rm", "RM_TP": "2"}, cwd=tmp_path)
+    result = dry_run(
+        SCRIPTS_DIR / "run_qwen2_5_72b_instruct.sh", {"RM_PATH": "/models/writing-rm", "RM_TP": "2"}, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "served by verl: /models/writing-rm on 1 x 8 GPUs, TP 2" in result.stdout
 

@@ -21,8 +21,20 @@ def config(*overrides):
 
 def test_entry_point_prints_the_composed_rlmr_config(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "recipe.rlmr.main_rlmr", "--cfg", "job", "algorithm.rlmr.mode=fixed_weight", "data.train_batch_size=64"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "recipe.rlmr.main_rlmr",
+            "--cfg",
+            "job",
+            "algorithm.rlmr.mode=fixed_weight",
+            "data.train_batch_size=64",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ},
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -108,8 +108,7 @@ def test_external_modules_path_works_without_the_entry_point(tmp_path):
 def test_a_failing_registration_is_loud_although_verl_swallows_it(tmp_path):
     # Another module claims the name `rlmr` first (external modules load before entry points).
     (tmp_path / "claims_rlmr.py").write_text(
-        "from verl.trainer.ppo.core_algos import register_adv_est\n"
-        "register_adv_est('rlmr')(lambda **kwargs: None)\n"
+        "from verl.trainer.ppo.core_algos import register_adv_est\nregister_adv_est('rlmr')(lambda **kwargs: None)\n"
     )
     result = run_python(
         "import verl; print('verl imported')",

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from verl import DataProto
+from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
 from rewards.fake_servers import FakeJudge
 from rewards.reward_info import KEYS as EXTRA_INFO_KEYS
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
-from verl import DataProto
-from verl.trainer.ppo.reward import load_reward_manager
 
 CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"
 
@@ -54,13 +54,19 @@ def rows(tokenizer, samples):
     for task, response, spec in samples:
         messages = [{"role": "user", "content": task}]
         prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        prompt_ids = prompt_ids["input_ids"] if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys") else prompt_ids
+        prompt_ids = (
+            prompt_ids["input_ids"] if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys") else prompt_ids
+        )
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         pad = 4  # right padding on the response, as in verl's batches
         responses = torch.tensor(response_ids + [tokenizer.pad_token_id] * pad)
         attention = torch.tensor([1] * (len(prompt_ids) + len(response_ids)) + [0] * pad)
         data = DataProto.from_dict(
-            tensors={"prompts": torch.tensor([prompt_ids]), "responses": responses[None], "attention_mask": attention[None]},
+            tensors={
+                "prompts": torch.tensor([prompt_ids]),
+                "responses": responses[None],
+                "attention_mask": attention[None],
+            },
             non_tensors={
                 "raw_prompt": np.array([messages], dtype=object),
                 "reward_model": np.array([{"style": "rule", "ground_truth": spec.to_ground_truth()}], dtype=object),
@@ -160,7 +166,9 @@ def test_hanging_judge_is_time_boxed(rm_server, rm_dir, judge):
 
 
 def test_unreachable_reward_model_is_invalid(rm_dir, judge, closed_port):
-    manager, tokenizer = manager_for(f"http://127.0.0.1:{closed_port}", rm_dir, judge.url, **{"writing_rm.max_retries": 1})
+    manager, tokenizer = manager_for(
+        f"http://127.0.0.1:{closed_port}", rm_dir, judge.url, **{"writing_rm.max_retries": 1}
+    )
     [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
     info = result["reward_extra_info"]
     assert info["reward_valid"] == 0 and math.isnan(info["writing_score"]) and "writing_rm" in info["reward_error"]
@@ -210,7 +218,9 @@ def test_single_vote_follows_the_answer_it_gets(rm_server, rm_dir, judge):
     manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
     judge.inject(wrong=1)
     [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
-    assert result["reward_extra_info"]["judge_ok"] == 0 and result["reward_extra_info"]["failed_constraints"] == "judge:1"
+    assert (
+        result["reward_extra_info"]["judge_ok"] == 0 and result["reward_extra_info"]["failed_constraints"] == "judge:1"
+    )
 
 
 def test_reward_model_served_by_verl_is_reached_through_the_router_address(rm_server_by_path, rm_dir, judge):
@@ -226,7 +236,9 @@ def test_reward_model_served_by_verl_is_reached_through_the_router_address(rm_se
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         config = compose(config_name="rlmr_trainer", overrides=overrides)
     tokenizer = AutoTokenizer.from_pretrained(str(rm_dir))
-    manager = load_reward_manager(config, tokenizer, reward_router_address=rm_server_by_path, reward_model_tokenizer=tokenizer)
+    manager = load_reward_manager(
+        config, tokenizer, reward_router_address=rm_server_by_path, reward_model_tokenizer=tokenizer
+    )
     assert manager.writing_rm.settings.backend == "vllm_classify" and manager.writing_rm.settings.model == str(rm_dir)
     [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
     assert result["reward_extra_info"]["reward_valid"] == 1, result["reward_extra_info"]["reward_error"]

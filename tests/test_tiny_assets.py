@@ -14,7 +14,12 @@ def test_policy_model_generates_from_a_chat_prompt(tmp_path):
     path = build_policy_model(tmp_path / "policy")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path))
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Write a poem."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Write a poem."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     torch.manual_seed(0)
     output = model.generate(**prompt, max_new_tokens=8)
     assert output.shape[1] > prompt["input_ids"].shape[1]

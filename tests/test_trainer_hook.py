@@ -16,11 +16,12 @@ pytestmark = pytest.mark.ray
 
 tq = pytest.importorskip("transfer_queue")
 
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
+
 from recipe.rlmr.advantage import compute_rlmr_outcome_advantage  # noqa: E402
 from recipe.rlmr.trainer import RLMRTrainerSync  # noqa: E402
 from recipe.rlmr.verdicts import MissingVerdictError  # noqa: E402
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
-from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
 
 def algorithm_config(adv_estimator="rlmr", gamma=1.0, norm=True, n=4):
@@ -50,7 +51,7 @@ def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=No
     """Write one trajectory per sample into a fresh partition; returns (batch meta, keys)."""
     partition = f"train-{uuid.uuid4().hex[:8]}"
     keys, fields = [], []
-    for i, (score, ok, length) in enumerate(zip(scores, verdicts, lengths)):
+    for i, (score, ok, length) in enumerate(zip(scores, verdicts, lengths, strict=False)):
         uid = f"p{uuid.uuid4().hex[:6]}" if i % group_size == 0 else keys[-1].split("_")[0]
         rm_scores = torch.zeros(length)
         rm_scores[-1] = score
@@ -68,7 +69,10 @@ def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=No
             }
         )
     meta = tq.kv_batch_put(
-        keys=keys, partition_id=partition, fields=list_of_dict_to_tensordict(fields), tags=[{"status": "success"}] * len(keys)
+        keys=keys,
+        partition_id=partition,
+        fields=list_of_dict_to_tensordict(fields),
+        tags=[{"status": "success"}] * len(keys),
     )
     return meta, keys
 
@@ -91,13 +95,15 @@ def test_verdicts_from_reward_extra_info_reach_the_estimator(transfer_queue, nor
     rows = read_advantages(meta, keys)
 
     per_sample = torch.tensor([float(row[0]) for row in rows])
-    for row, length in zip(rows, LENGTHS):
+    for row, length in zip(rows, LENGTHS, strict=False):
         assert row.shape == (length,) and torch.all(row == row[0])
     # what the pure estimator gives on the same batch
     rewards = torch.zeros(len(SCORES), 1)
     rewards[:, 0] = torch.tensor(SCORES)
     index = np.array([key.split("_")[0] for key in keys], dtype=object)
-    expected, _ = compute_rlmr_outcome_advantage(rewards, torch.ones_like(rewards), index, VERDICTS, norm_adv_by_std_in_grpo=norm)
+    expected, _ = compute_rlmr_outcome_advantage(
+        rewards, torch.ones_like(rewards), index, VERDICTS, norm_adv_by_std_in_grpo=norm
+    )
     torch.testing.assert_close(per_sample, expected[:, 0])
     # and the promise itself: the top-scored sample of group 1 violates, yet ends negative
     assert per_sample[0] < 0 and per_sample[5] < 0
@@ -148,6 +154,6 @@ def test_other_estimators_go_through_verl_unchanged(transfer_queue):
     metrics = {}
     trainer(RLMRTrainerSync, algorithm_config("grpo"))._compute_advantage(meta_ours, metrics)
     trainer(PPOTrainerSync, algorithm_config("grpo"))._compute_advantage(meta_verl, {})
-    for ours, verls in zip(read_advantages(meta_ours, keys_ours), read_advantages(meta_verl, keys_verl)):
+    for ours, verls in zip(read_advantages(meta_ours, keys_ours), read_advantages(meta_verl, keys_verl), strict=False):
         torch.testing.assert_close(ours, verls)
     assert not any(key.startswith("rlmr/") for key in metrics)

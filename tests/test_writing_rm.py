@@ -8,8 +8,8 @@ import requests
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from rewards.fake_servers import FakeRM
 from rewards.config import WritingRMConfig
+from rewards.fake_servers import FakeRM
 from rewards.http import RewardCallError
 from rewards.writing_rm import WritingRMClient
 

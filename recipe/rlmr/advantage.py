@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from verl.utils.groupwise import as_torch_index
 
 from recipe.rlmr.schema import RLMRConfig
 from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
-from verl.utils.groupwise import as_torch_index
 
 _COMPUTE_DTYPE = torch.float64
 

@@ -64,28 +64,46 @@ def check(overrides: list[str]) -> DictConfig:
 
 def summary(config: DictConfig) -> str:
     actor, rollout, trainer = config.actor_rollout_ref.actor, config.actor_rollout_ref.rollout, config.trainer
-    rlmr, rm = config.reward.rlmr, config.reward.reward_model
+    rlmr, rm, algorithm = config.reward.rlmr, config.reward.reward_model, config.algorithm
     if actor.strategy == "megatron":
-        parallel = f"megatron TP {actor.megatron.tensor_model_parallel_size} x PP {actor.megatron.pipeline_model_parallel_size}"
-        offload = f"param {actor.megatron.param_offload}, optimizer {actor.megatron.optimizer_offload}"
+        megatron = actor.megatron
+        parallel = f"megatron TP {megatron.tensor_model_parallel_size} x PP {megatron.pipeline_model_parallel_size}"
+        offload = f"param {megatron.param_offload}, optimizer {megatron.optimizer_offload}"
     else:
         parallel = f"FSDP, Ulysses SP {actor.fsdp_config.ulysses_sequence_parallel_size}"
         offload = f"param {actor.fsdp_config.param_offload}, optimizer {actor.fsdp_config.optimizer_offload}"
-    if rlmr.writing_rm.url:
-        rm_place = f"external {rlmr.writing_rm.url} (model {rlmr.writing_rm.model}, {rlmr.writing_rm.backend or 'vllm_classify'})"
+    writing_rm = rlmr.writing_rm
+    if writing_rm.url:
+        rm_place = f"external {writing_rm.url} (model {writing_rm.model}, {writing_rm.backend or 'vllm_classify'})"
     else:
-        rm_place = f"served by verl: {rm.model_path} on {rm.nnodes} x {rm.n_gpus_per_node} GPUs, TP {rm.rollout.tensor_model_parallel_size}"
-    judge = f"{rlmr.judge.url} (model {rlmr.judge.model})" if rlmr.judge.url else "none (prompts with free-text constraints become invalid)"
+        rm_tp = rm.rollout.tensor_model_parallel_size
+        rm_place = f"served by verl: {rm.model_path} on {rm.nnodes} x {rm.n_gpus_per_node} GPUs, TP {rm_tp}"
+    judge = (
+        f"{rlmr.judge.url} (model {rlmr.judge.model})"
+        if rlmr.judge.url
+        else "none (prompts with free-text constraints become invalid)"
+    )
     rows = [
         ("model", config.actor_rollout_ref.model.path),
         ("nodes x GPUs", f"{trainer.nnodes} x {trainer.n_gpus_per_node}"),
         ("training", f"{parallel}; offload {offload}"),
-        ("rollout", f"{rollout.name}, TP {rollout.tensor_model_parallel_size}, gpu_memory_utilization {rollout.gpu_memory_utilization}"),
-        ("batch", f"{config.data.train_batch_size} prompts x {rollout.n} samples, mini-batch {actor.ppo_mini_batch_size} prompts"),
+        (
+            "rollout",
+            f"{rollout.name}, TP {rollout.tensor_model_parallel_size}, "
+            f"gpu_memory_utilization {rollout.gpu_memory_utilization}",
+        ),
+        (
+            "batch",
+            f"{config.data.train_batch_size} prompts x {rollout.n} samples, "
+            f"mini-batch {actor.ppo_mini_batch_size} prompts",
+        ),
         ("lengths", f"prompt {config.data.max_prompt_length}, response {config.data.max_response_length} tokens"),
         ("dynamic batch", f"{actor.use_dynamic_bsz}, max {actor.ppo_max_token_len_per_gpu} tokens per GPU"),
         ("optimiser", f"lr {actor.optim.lr}, {trainer.total_epochs} epoch(s), temperature {rollout.temperature}"),
-        ("advantage", f"{config.algorithm.adv_estimator} (mode {config.algorithm.rlmr.mode}, gamma {config.algorithm.rlmr.gamma})"),
+        (
+            "advantage",
+            f"{algorithm.adv_estimator} (mode {algorithm.rlmr.mode}, gamma {algorithm.rlmr.gamma})",
+        ),
         ("group filter", f"{config.algorithm.filter_groups.enable} (metric {config.algorithm.filter_groups.metric})"),
         ("writing RM", rm_place),
         ("judge", judge),

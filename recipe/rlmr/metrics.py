@@ -50,7 +50,9 @@ def advantage_metrics(
         "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
         "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),
         "rlmr/adv_compliant_mean": mean_or_nan(sample_adv[~violates & in_mixed]),
-        "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max()) if (violates & in_mixed).any() else float("nan"),
+        "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max())
+        if (violates & in_mixed).any()
+        else float("nan"),
     }
 
 

@@ -26,11 +26,11 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import transfer_queue as tq
+from verl.trainer.ppo.v1.replay_buffer import DAPO_FILTERED_REWARD_COUNTS_KEY, ReplayBuffer, ReplayBufferAsync
 
 from recipe.rlmr.group_filter import DROP_REASONS, drop_reason
 from recipe.rlmr.schema import FilterConfig
 from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID, VERDICT_PROVIDER, WRITING_SCORE, MissingVerdictError
-from verl.trainer.ppo.v1.replay_buffer import DAPO_FILTERED_REWARD_COUNTS_KEY, ReplayBuffer, ReplayBufferAsync
 
 logger = logging.getLogger(__name__)
 

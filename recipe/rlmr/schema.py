@@ -36,7 +36,9 @@ class FilterConfig(StrictConfig):
         description="At most this many groups dropped (and resampled) per step; past it the rest are kept. "
         "null: 4 x data.train_batch_size.",
     )
-    poll_interval_s: float = Field(2.0, gt=0, description="Seconds between the replay buffer's polls of TransferQueue (verl hard-codes 2.0).")
+    poll_interval_s: float = Field(
+        2.0, gt=0, description="Seconds between the replay buffer's polls of TransferQueue (verl hard-codes 2.0)."
+    )
 
     @field_validator("low")
     @classmethod
@@ -73,7 +75,7 @@ class RLMRConfig(StrictConfig):
     filter: FilterConfig = Field(default_factory=FilterConfig, description="RLMR's group filter.")
 
     @classmethod
-    def from_algorithm(cls, algorithm: Any) -> "RLMRConfig":
+    def from_algorithm(cls, algorithm: Any) -> RLMRConfig:
         """From verl's ``algorithm`` section (its ``rlmr`` key; absent means all defaults)."""
         section = algorithm.get("rlmr", None) if algorithm is not None else None
         return load_section(cls, section, "algorithm.rlmr")
@@ -84,7 +86,10 @@ def check_sections(config: Any) -> tuple[RLMRConfig, Any]:
     from rewards.config import RewardConfig
 
     problems, built = [], []
-    for build in (lambda: RLMRConfig.from_algorithm(config.get("algorithm", None)), lambda: RewardConfig.from_verl(config)):
+    for build in (
+        lambda: RLMRConfig.from_algorithm(config.get("algorithm", None)),
+        lambda: RewardConfig.from_verl(config),
+    ):
         try:
             built.append(build())
         except ConfigError as err:

@@ -29,15 +29,15 @@ from collections.abc import MutableMapping
 
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
-
-from recipe.rlmr.metrics import reward_metrics
-from recipe.rlmr.schema import RLMRConfig, check_sections
-from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+from recipe.rlmr.metrics import reward_metrics
+from recipe.rlmr.schema import RLMRConfig, check_sections
+from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,12 @@ def install(registry: MutableMapping[str, type[PPOTrainer]] | None = None) -> No
         if current is verl_cls:
             registry[mode] = rlmr_cls
         elif current is not rlmr_cls:
-            logger.warning("trainer mode %r is %r, not verl's %r: left as is, rlmr needs RLMRAdvantageMixin", mode, current, verl_cls)
+            logger.warning(
+                "trainer mode %r is %r, not verl's %r: left as is, rlmr needs RLMRAdvantageMixin",
+                mode,
+                current,
+                verl_cls,
+            )
 
 
 # Registering at import is verl's own idiom (``@register_trainer``); the plugin imports this module

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import ray
 import torch
@@ -75,7 +75,7 @@ class _StopWhenAborted:
 class HFRolloutServer:
     """Token-in/token-out generation with a transformers model on CPU (one per replica)."""
 
-    def __init__(self, config, model_config, replica_rank: int = 0, num_threads: Optional[int] = None):
+    def __init__(self, config, model_config, replica_rank: int = 0, num_threads: int | None = None):
         from transformers import AutoModelForCausalLM, StoppingCriteriaList
 
         self.config = omega_conf_to_dataclass(config)
@@ -97,7 +97,7 @@ class HFRolloutServer:
         self.weight_version = 0
 
         self._queue: list[_Request] = []
-        self._worker: Optional[asyncio.Task] = None
+        self._worker: asyncio.Task | None = None
         self._model_lock = asyncio.Lock()  # a batch and a weight load never overlap
         self._abort = threading.Event()  # read by the stopping criterion inside generate
         self._open = asyncio.Event()  # generation gate (abort_all_requests / resume_generation)
@@ -129,8 +129,8 @@ class HFRolloutServer:
         request_id: str,
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **kwargs,
     ) -> TokenOutput:
         if image_data or video_data or kwargs.get("audio_data"):
@@ -231,8 +231,12 @@ class HFRolloutServer:
             outputs.append(
                 TokenOutput(
                     token_ids=tokens,
-                    log_probs=logprobs[row, : len(tokens)].tolist() if (request.want_logprobs and logprobs is not None) else None,
-                    stop_reason="aborted" if (aborted and finished is None and len(tokens) < request.max_tokens) else "completed",
+                    log_probs=logprobs[row, : len(tokens)].tolist()
+                    if (request.want_logprobs and logprobs is not None)
+                    else None,
+                    stop_reason="aborted"
+                    if (aborted and finished is None and len(tokens) < request.max_tokens)
+                    else "completed",
                     extra_fields={"global_steps": self.global_steps},
                 )
             )
@@ -240,7 +244,7 @@ class HFRolloutServer:
 
     # ---- weights ----------------------------------------------------------------------------
 
-    async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
+    async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: int | None = None) -> dict:
         """Copy ``named_tensors`` (full HF-named tensors) into the model; unknown names are an error."""
         async with self._model_lock:
             # state_dict, not named_parameters: tied weights (lm_head = embed_tokens) keep both names
@@ -252,7 +256,9 @@ class HFRolloutServer:
                 for name, tensor in named_tensors.items():
                     target = targets[name]
                     if target.shape != tensor.shape:
-                        raise ValueError(f"hf rollout: {name} has shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}")
+                        raise ValueError(
+                            f"hf rollout: {name} has shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}"
+                        )
                     target.copy_(tensor)
             self.weight_version += 1
             self.stats["weight_updates"] += 1
@@ -324,8 +330,12 @@ class HFReplica(RolloutReplica):
             node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
         threads = int(os.environ.get("RLMR_HF_ROLLOUT_THREADS", "0")) or None
-        server = ray.remote(HFRolloutServer).options(**options).remote(
-            config=self.config, model_config=self.model_config, replica_rank=self.replica_rank, num_threads=threads
+        server = (
+            ray.remote(HFRolloutServer)
+            .options(**options)
+            .remote(
+                config=self.config, model_config=self.model_config, replica_rank=self.replica_rank, num_threads=threads
+            )
         )
         await server.get_stats.remote()  # raises here if the model failed to load
         self.servers = [server]
@@ -339,7 +349,9 @@ class HFServerAdapter(BaseRollout):
     def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
         super().__init__(config, model_config, device_mesh)
         rollout_world_size = (
-            self.config.tensor_model_parallel_size * self.config.data_parallel_size * self.config.pipeline_model_parallel_size
+            self.config.tensor_model_parallel_size
+            * self.config.data_parallel_size
+            * self.config.pipeline_model_parallel_size
         )
         rank = int(os.environ.get("RANK", "0"))
         self.replica_rank = rank // rollout_world_size if replica_rank == -1 else replica_rank
@@ -357,7 +369,9 @@ class HFServerAdapter(BaseRollout):
     async def release(self):
         return None
 
-    async def update_weights(self, weights, wire_format: str = "named_tensors", global_steps: Optional[int] = None, **kwargs):
+    async def update_weights(
+        self, weights, wire_format: str = "named_tensors", global_steps: int | None = None, **kwargs
+    ):
         if wire_format != "named_tensors":
             raise NotImplementedError(f"the hf rollout takes full named tensors, not wire_format={wire_format!r}")
         if kwargs.get("peft_config") is not None and kwargs.get("base_sync_done", True):

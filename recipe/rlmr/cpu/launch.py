@@ -84,8 +84,15 @@ def cpu_env(workdir: str | Path) -> dict[str, str]:
     return env
 
 
-def cpu_overrides(assets: TinyAssets, rm_url: str, workdir: str | Path, steps: int = 3,
-                  prompts_per_step: int = 4, samples_per_prompt: int = 4, response_length: int = 48) -> list[str]:
+def cpu_overrides(
+    assets: TinyAssets,
+    rm_url: str,
+    workdir: str | Path,
+    steps: int = 3,
+    prompts_per_step: int = 4,
+    samples_per_prompt: int = 4,
+    response_length: int = 48,
+) -> list[str]:
     """Hydra overrides (on ``rlmr_trainer``) for an RLMR run with the CPU backend and tiny assets."""
     workdir = Path(workdir)
     rollout_batch = prompts_per_step * samples_per_prompt
@@ -151,23 +158,41 @@ def cpu_overrides(assets: TinyAssets, rm_url: str, workdir: str | Path, steps: i
 def trainer_command(entry: str, overrides: list[str]) -> list[str]:
     if entry == "recipe":
         return [sys.executable, "-m", "recipe.rlmr.main_rlmr", *overrides]
-    return [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR),
-            "--config-name", "rlmr_trainer", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "verl.trainer.main_ppo",
+        "--config-path",
+        str(CONFIG_DIR),
+        "--config-name",
+        "rlmr_trainer",
+        *overrides,
+    ]
 
 
-def run(workdir: str | Path, steps: int = 3, entry: str = "verl", extra: list[str] | None = None,
-        log_path: str | Path | None = None, timeout_s: float | None = None,
-        samples_per_prompt: int = 4) -> subprocess.CompletedProcess:
+def run(
+    workdir: str | Path,
+    steps: int = 3,
+    entry: str = "verl",
+    extra: list[str] | None = None,
+    log_path: str | Path | None = None,
+    timeout_s: float | None = None,
+    samples_per_prompt: int = 4,
+) -> subprocess.CompletedProcess:
     """Build assets, serve the RM, run the trainer; the trainer's output goes to ``log_path``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     assets = build_assets(workdir)
     log_path = Path(log_path or workdir / "trainer.log")
     with serve_reward_model(assets.reward_model, workdir / "reward_model_server.log") as rm_url:
-        command = trainer_command(entry, cpu_overrides(assets, rm_url, workdir, steps, samples_per_prompt=samples_per_prompt) + list(extra or []))
+        command = trainer_command(
+            entry,
+            cpu_overrides(assets, rm_url, workdir, steps, samples_per_prompt=samples_per_prompt) + list(extra or []),
+        )
         with open(log_path, "w") as log:
-            return subprocess.run(command, env=cpu_env(workdir), stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout_s, check=False)
+            return subprocess.run(
+                command, env=cpu_env(workdir), stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
+            )
 
 
 def main() -> None:

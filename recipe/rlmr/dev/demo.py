@@ -60,8 +60,10 @@ def format_table(scalars: dict[int, dict[str, float]]) -> str:
         [str(step)] + [fmt.format(values[tag]) if _known(values, tag) else "-" for tag, _, fmt in COLUMNS]
         for step, values in scalars.items()
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=False)) for line in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -81,7 +83,7 @@ def plot(scalars: dict[int, dict[str, float]], path: Path) -> None:
 
     steps = list(scalars)
     figure, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 3.2))
-    for axis, (tag, title, _) in zip(axes, COLUMNS):
+    for axis, (tag, title, _) in zip(axes, COLUMNS, strict=False):
         points = [(step, values[tag]) for step, values in scalars.items() if _known(values, tag)]
         axis.plot([s for s, _ in points], [v for _, v in points], marker="o")
         axis.set_title(title)
@@ -98,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="rlmr-demo", help="where assets and outputs go (default: ./rlmr-demo)")
     parser.add_argument("--steps", type=int, default=5, help="training steps (default 5)")
-    parser.add_argument("--entry", choices=["recipe", "verl"], default="recipe",
-                        help="recipe: python -m recipe.rlmr.main_rlmr; verl: python -m verl.trainer.main_ppo")
+    parser.add_argument(
+        "--entry",
+        choices=["recipe", "verl"],
+        default="recipe",
+        help="recipe: python -m recipe.rlmr.main_rlmr; verl: python -m verl.trainer.main_ppo",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the trainer")
     args = parser.parse_intermixed_args(argv)
 
@@ -109,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     for stale in (workdir / "tensorboard").glob("events.out.tfevents.*"):
         stale.unlink()  # a rerun's table shows this run only
     print(f"RLMR CPU demo: {args.steps} steps, outputs in {workdir}", flush=True)
-    print("building tiny assets, serving the reward model, starting verl (about a minute before step 1) ...", flush=True)
+    print(
+        "building tiny assets, serving the reward model, starting verl (about a minute before step 1) ...", flush=True
+    )
     started = time.monotonic()
     result = launch.run(workdir, steps=args.steps, entry=args.entry, extra=args.overrides)
     log = workdir / "trainer.log"

@@ -15,10 +15,10 @@ import argparse
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 from recipe.rlmr.advantage import group_penalty
 from recipe.rlmr.verdicts import supply_verdicts
-from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 # (prompt, writing score, constraints_ok, what the response did)
 SAMPLES = [
@@ -54,7 +54,10 @@ def main() -> None:
     )
 
     grpo, _ = get_adv_estimator_fn("grpo")(
-        token_level_rewards=token_level_rewards.clone(), response_mask=response_mask, index=index, config=algorithm,
+        token_level_rewards=token_level_rewards.clone(),
+        response_mask=response_mask,
+        index=index,
+        config=algorithm,
         norm_adv_by_std_in_grpo=not args.no_std,
     )
     with supply_verdicts(constraints_ok) as step:  # what the RLMR trainer hook does each step

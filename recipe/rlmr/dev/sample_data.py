@@ -55,11 +55,37 @@ def build(out_dir: str | Path, seed: int = 0, per_prompt: int = 2) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts = out / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p, "data_source": "rlmr_sample"}, ensure_ascii=False) + "\n" for p in SEED_PROMPTS))
+    prompts.write_text(
+        "".join(
+            json.dumps({"prompt": p, "data_source": "rlmr_sample"}, ensure_ascii=False) + "\n" for p in SEED_PROMPTS
+        )
+    )
     augmented = out / "augmented.jsonl"
     for argv in (
-        ["augment", "--input", str(prompts), "--output", str(augmented), "--per-prompt", str(per_prompt), "--seed", str(seed)],
-        ["convert", "--input", str(augmented), "--output-dir", str(out), "--val-ratio", "0.15", "--seed", str(seed), "--strict", "--no-progress"],
+        [
+            "augment",
+            "--input",
+            str(prompts),
+            "--output",
+            str(augmented),
+            "--per-prompt",
+            str(per_prompt),
+            "--seed",
+            str(seed),
+        ],
+        [
+            "convert",
+            "--input",
+            str(augmented),
+            "--output-dir",
+            str(out),
+            "--val-ratio",
+            "0.15",
+            "--seed",
+            str(seed),
+            "--strict",
+            "--no-progress",
+        ],
     ):
         if data_prep(argv) != 0:
             raise RuntimeError(f"data_prep {argv[0]} failed")

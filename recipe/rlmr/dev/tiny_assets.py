@@ -74,7 +74,9 @@ def build_reward_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(out_dir)
     torch.manual_seed(seed)
-    Qwen2ForSequenceClassification(_tiny_config(tokenizer, hidden_size, num_layers, num_labels=1)).save_pretrained(str(out_dir))
+    Qwen2ForSequenceClassification(_tiny_config(tokenizer, hidden_size, num_layers, num_labels=1)).save_pretrained(
+        str(out_dir)
+    )
     return out_dir
 
 
