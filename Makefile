@@ -19,6 +19,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# docs/config.md and docs/reward_info.md, generated from the schemas (a test checks they are current).
+docs: $(STAMP)
+	$(BIN)/python -m recipe.rlmr.dev.gen_docs
+
 # ruff (config in ruff.toml): CI runs it before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -36,6 +36,7 @@ from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
+from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 
 TASK = "Write a four-line poem about the harbour at night. Mention 'lantern'. At most 60 words."
@@ -166,8 +167,8 @@ def main() -> None:
         wall = time.perf_counter() - start
         rm_requests = requests_served(rm_url) - rm_before
         judge_requests = requests_served(judge_url) - judge_before
-        assert all(r["reward_extra_info"]["reward_valid"] == 1 for r in results), "a reward failed"
-        assert all(r["reward_extra_info"]["constraints_ok"] == 1 for r in results)
+        assert all(r["reward_extra_info"][REWARD_VALID] == 1 for r in results), "a reward failed"
+        assert all(r["reward_extra_info"][CONSTRAINTS_OK] == 1 for r in results)
 
         # Baseline: the same manager, but each sample waits for its RM score before its verdict.
         sequential = load_reward_manager(compose_config(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer)
