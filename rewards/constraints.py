@@ -186,3 +186,25 @@ def check_instructions(
             row = SimpleNamespace(instruction_id_list=[instruction_id], kwargs=[kwargs], prompt=prompt or "")
             results.append(bool(strict(row, response).follow_instruction_list[0]))
     return results
+
+
+def loose_variants(response: str) -> list[str]:
+    """IFEval's loose variants of a response: as is, without its first and/or last line, and each of
+    those with every ``*`` removed (markdown emphasis)."""
+    lines = response.split("\n")
+    trimmed = [response, "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
+    return trimmed + [text.replace("*", "") for text in trimmed]
+
+
+def check_instructions_loose(
+    response: str, instruction_id_list: list[str], kwargs_list: list[dict[str, Any]], prompt: str | None = None
+) -> list[bool]:
+    """IFEval's loose semantics: an instruction is followed when any of ``loose_variants(response)``
+    follows it under ``check_instructions``. Same arguments and errors as ``check_instructions``."""
+    followed = [False] * len(instruction_id_list)
+    for variant in loose_variants(response):
+        results = check_instructions(variant, instruction_id_list, kwargs_list, prompt)
+        followed = [before or now for before, now in zip(followed, results, strict=True)]
+        if all(followed):
+            break
+    return followed
