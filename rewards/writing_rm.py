@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from rewards.config import WritingRMConfig
 from rewards.http import PooledClient, RetryableError, RewardCallError
+from rewards.rm_format import format_rm_input
 
 Backend = Literal["vllm_classify", "vllm_pooling", "sglang"]
 _PATHS = {"vllm_classify": "/classify", "vllm_pooling": "/pooling", "sglang": "/v1/embeddings"}
@@ -72,20 +73,9 @@ class WritingRMClient:
         self._flush_scheduled = False
 
     def format(self, messages: list[dict[str, str]], response: str) -> str:
-        """The reward model's input text, as verl builds it for its managed reward model."""
-        chat = list(messages) + [{"role": "assistant", "content": response}]
-        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=False)
-        bos = getattr(self.tokenizer, "bos_token", None)
-        if bos and text.startswith(bos):
-            text = text[len(bos) :]
-        # Byte-level BPE and byte-fallback tokenizers spend at least one byte per token, so a
-        # text with no more bytes than the limit cannot be over it: skip tokenizing it.
-        if len(text.encode("utf-8")) <= self.settings.max_input_tokens:
-            return text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.settings.max_input_tokens:
-            self.truncated += 1
-            text = self.tokenizer.decode(ids[-self.settings.max_input_tokens :])
+        """The reward model's input text (``rewards.rm_format``, the contract RM training shares)."""
+        text, cut = format_rm_input(self.tokenizer, messages, response, self.settings.max_input_tokens)
+        self.truncated += cut
         return text
 
     async def score(self, messages: list[dict[str, str]], response: str) -> float:
