@@ -299,6 +299,11 @@ def test_near_duplicate_index_finds_copies_and_lets_distinct_texts_through():
     assert index.check_and_add("写一首关于秋天的诗，描写落叶和归途。", "zh") is None
     assert index.find("写一首关于秋天的诗，描写落叶与归途。").label == "zh"
     assert len(index) == 2
+    merging = NearDuplicateIndex(0.7, merge_every=40)  # the sorted arrays, not only the pending dict
+    for i in range(30):
+        merging.add(f"{base} number {i} of the series", f"row {i}")
+    assert merging.find(f"{base} number 7 of the series").reason == "duplicate"
+    assert merging.find(f"{base} number 7 of the set").label == "row 7"
     strict = NearDuplicateIndex(1.0)
     strict.add(base, "a")
     assert strict.find(base.replace("winter", "autumn")) is None and strict.find(base).reason == "duplicate"
