@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -97,20 +98,27 @@ def test_verl_platform_cpu_registers_everything_verl_needs():
 
 
 def test_verls_own_process_group_init_works_on_cpu():
-    """verl asks for backend "cpu:gloo,cpu:gloo" here; torch alone rejects it."""
+    """verl asks for backend "cpu:gloo,cpu:gloo" here; torch alone rejects it.
+
+    MASTER_PORT=0: rank 0's store binds a port the OS hands out, so parallel runs never collide."""
     out = run_python(
         """
     import os
-    os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
     import torch, verl
     from verl.utils.distributed import initialize_global_process_group_ray
     initialize_global_process_group_ray()
     t = torch.ones(2); torch.distributed.all_reduce(t)
     print("backend", torch.distributed.get_backend(), t.tolist())
+    store = torch.distributed.distributed_c10d._get_default_store()
+    while not hasattr(store, "port"):
+        store = store.underlying_store
+    print("store port", store.port)
     """,
         VERL_PLATFORM="cpu",
     )
     assert "backend gloo [1.0, 1.0]" in out
+    assert int(out.split("store port", 1)[1].split()[0]) > 0  # a real port, bound by the OS
 
 
 def test_the_cpu_platform_is_never_auto_detected():
@@ -212,6 +220,92 @@ def test_max_tokens_is_bounded_by_the_remaining_context(server):
     assert len(long.token_ids) == 16 and len(short.token_ids) == 3
 
 
+def spy_on_generate(server) -> list[dict]:
+    """Record every ``model.generate`` call the server makes: its rows and its sampling settings."""
+    calls = []
+    original = server.model.generate
+
+    def generate(**kwargs):
+        calls.append(
+            {
+                "rows": kwargs["input_ids"].shape[0],
+                "settings": tuple(kwargs[k] for k in ("temperature", "top_p", "top_k", "repetition_penalty")),
+            }
+        )
+        return original(**kwargs)
+
+    server.model.generate = generate
+    return calls
+
+
+def generate_all(server, prompts, params) -> list:
+    """Send every request at once, as the agent loop does."""
+
+    async def scenario():
+        return await asyncio.gather(
+            *[
+                server.generate(request_id=str(i), prompt_ids=p, sampling_params=s)
+                for i, (p, s) in enumerate(zip(prompts, params, strict=True))
+            ]
+        )
+
+    return asyncio.run(scenario())
+
+
+def as_generate_settings(params: dict) -> tuple:
+    """What the server must hand to ``model.generate`` for these sampling params (top_k -1 is off: 0)."""
+    return (params["temperature"], params["top_p"], max(params["top_k"], 0), params["repetition_penalty"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"temperature": 1.3}, {"top_p": 0.8}, {"top_k": 5}, {"repetition_penalty": 1.3}],
+    ids=lambda change: next(iter(change)),
+)
+def test_requests_with_different_sampling_params_never_share_a_batch(server, change):
+    other = {**SAMPLING, **change}
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12], [13]]
+    params = [SAMPLING, other, SAMPLING, other]  # interleaved: grouping is by params, not arrival runs
+    calls = spy_on_generate(server)
+    outputs = generate_all(server, prompts, params)
+    assert sorted(call["rows"] for call in calls) == [2, 2]
+    assert {call["settings"] for call in calls} == {as_generate_settings(SAMPLING), as_generate_settings(other)}
+    assert server.stats["batches"] == 2 and server.stats["max_rows"] == 2
+    for prompt, param, output in zip(prompts, params, outputs, strict=True):
+        # log-probs at the request's own temperature: a request run in the other group would fail here
+        expected = reference_logprobs(server.model, prompt, output.token_ids, param["temperature"])
+        assert torch.allclose(torch.tensor(output.log_probs), expected, atol=1e-4)
+
+
+def test_max_num_seqs_bounds_the_rows_of_every_generate_call(policy_dir):
+    from recipe.rlmr.cpu.hf_rollout import HFRolloutServer
+
+    server = HFRolloutServer(rollout_config(max_num_seqs=2), {"path": str(policy_dir)})
+    calls = spy_on_generate(server)
+    outputs = generate_all(server, [[5 + i, 6] for i in range(5)], [SAMPLING] * 5)
+    assert [call["rows"] for call in calls] == [2, 2, 1]
+    assert server.stats["batches"] == 3 and server.stats["rows"] == 5 and server.stats["max_rows"] == 2
+    assert all(output.stop_reason == "completed" and output.token_ids for output in outputs)
+
+
+def sampled_tokens(policy_dir, seed: int, replica_rank: int = 0) -> list[list[int]]:
+    """Tokens a fresh server samples for three prompts (16 tokens each, never stopping early)."""
+    from recipe.rlmr.cpu.hf_rollout import HFRolloutServer
+
+    server = HFRolloutServer(rollout_config(seed=seed), {"path": str(policy_dir)}, replica_rank=replica_rank)
+    server.eos_ids = []
+    hot = {**SAMPLING, "temperature": 1.0}
+    return [output.token_ids for output in generate_all(server, [[5, 6], [7], [8, 9, 10]], [hot] * 3)]
+
+
+def test_rollout_seed_makes_sampling_reproducible(policy_dir):
+    first = sampled_tokens(policy_dir, seed=1)
+    assert all(len(tokens) == 16 for tokens in first)
+    assert sampled_tokens(policy_dir, seed=1) == first  # same seed, same tokens
+    assert sampled_tokens(policy_dir, seed=2) != first  # another seed, other tokens
+    assert sampled_tokens(policy_dir, seed=1, replica_rank=1) != first  # replicas do not sample alike
+
+
 def test_update_weights_changes_what_the_server_generates(server, policy_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -247,23 +341,31 @@ def test_abort_returns_partial_output_and_resume_reopens(policy_dir):
 
     server = HFRolloutServer(rollout_config(response_length=4000, prompt_length=16), {"path": str(policy_dir)})
     server.eos_ids = []
+    generating = threading.Event()  # set by generate itself once it has produced a token
+
+    def token_produced(input_ids, scores, **kwargs):
+        generating.set()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    server._stopping.append(token_produced)
 
     async def scenario():
         running = asyncio.create_task(server.generate(request_id="a", prompt_ids=[5, 6], sampling_params=SAMPLING))
-        while server.stats["batches"] == 0 and not server._model_lock.locked():
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(generating.wait, 120), "generate never started"
         aborted = await server.abort_all_requests()
         partial = await running
+        requests_before = server.stats["requests"]
         waiting = asyncio.create_task(
             server.generate(request_id="b", prompt_ids=[5], sampling_params={**SAMPLING, "max_tokens": 2})
         )
-        await asyncio.sleep(0.2)
-        held = not waiting.done()  # the gate is closed until resume_generation
+        await asyncio.sleep(0)  # one turn of the loop: the new request runs up to its first await
+        # the gate is closed until resume_generation: the request waits before it is even queued
+        held = not waiting.done() and server.stats["requests"] == requests_before and not server._queue
         await server.resume_generation()
         return aborted, partial, held, await waiting
 
     aborted, partial, held, resumed = asyncio.run(scenario())
+    assert aborted == {"aborted_count": 0}  # the request was running, not queued
     assert partial.stop_reason == "aborted" and 0 < len(partial.token_ids) < 4000
     assert len(partial.log_probs) == len(partial.token_ids)
     assert held and resumed.stop_reason == "completed" and len(resumed.token_ids) == 2
