@@ -70,8 +70,10 @@ def unique_task(i: int) -> Reply:
     rng = random.Random(i)
     words = [rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) for _ in range(8)]
     limit = rng.choice([80, 120, 200])
-    prompt = f"Write a {GENRES[i % len(GENRES)]} about {' '.join(words)}. Use at most {limit} words."
-    return Reply.task(prompt, [{"type": "rule", "instruction_id": "rlmr:word_range", "kwargs": {"max_words": limit}}])
+    genre = GENRES[i % len(GENRES)]
+    prompt = f"Write a {genre} about {' '.join(words)}. Use at most {limit} words."
+    rule = {"type": "rule", "instruction_id": "rlmr:word_range", "kwargs": {"max_words": limit}}
+    return Reply.task(prompt, [rule], genre=genre)
 
 
 @dataclass
