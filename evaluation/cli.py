@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from evaluation.chat import ChatClient, add_http_args
 from evaluation.files import EvalInputError, write_json
@@ -40,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-tokens", type=int, default=2048, help="maximum tokens per answer (default 2048)")
     gen.add_argument("--seed", type=int, default=None, help="sampling seed sent with each request (default none)")
     gen.add_argument("--limit", type=int, default=None, help="only the first N prompts of the file")
-    gen.add_argument("--summary", default=None, help="also write the run summary (failures included) as JSON here")
+    gen.add_argument(
+        "--summary",
+        default=None,
+        help="where to write the run summary (failures included) as JSON (default: OUTPUT with .summary.json)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_http_args(gen, "policy", concurrency=32, timeout=600.0)
 
@@ -128,8 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             limit=args.limit,
             progress=not args.no_progress,
         )
-        if args.summary:
-            write_json(args.summary, summary.as_dict())
+        write_json(args.summary or Path(args.output).with_suffix(".summary.json"), summary.as_dict())
         print(summary_markdown(summary))
         return 1 if summary.failed else 0
     if args.command == "ifeval":

@@ -60,6 +60,7 @@ def test_generate_with_a_tiny_policy_then_score_ifeval(policy_dir, tmp_path):
         assert record["kwargs"] == item.metadata["kwargs"]
         assert isinstance(record["response"], str) and record["finish_reason"] in ("stop", "length")
     assert not (tmp_path / "responses.jsonl.partial").exists()
+    assert json.loads((tmp_path / "responses.summary.json").read_text())["already_done"] == 6
     result = tmp_path / "ifeval.json"
     assert main(["ifeval", "--responses", str(output), "--output", str(result)]) == 0
     assert json.loads(result.read_text())["responses"] == 6
