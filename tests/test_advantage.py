@@ -121,6 +121,44 @@ def test_penalty_matches_the_paper_rule_group_by_group(batch, gamma):
         assert math.isclose(float(penalty.delta[group_id]), expected_delta, rel_tol=1e-9, abs_tol=tolerance(scores))
 
 
+def bisect_penalty(scores, ok, gamma, iterations=200):
+    """The smallest delta >= 0 that puts the best violator gamma below the penalised mean, found by
+    bisection on the margin itself (no closed form): an oracle independent of the implementation."""
+    scores, violates = np.asarray(scores, dtype=np.float64), ~np.asarray(ok, dtype=bool)
+
+    def shortfall(delta):  # > 0 while the best violator is still above mean(r') - gamma
+        penalized = scores - delta * violates
+        return penalized[violates].max() - (penalized.mean() - gamma)
+
+    if shortfall(0.0) <= 0:
+        return 0.0
+    low, high = 0.0, 1.0
+    while shortfall(high) > 0:
+        high *= 2.0
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        low, high = (middle, high) if shortfall(middle) > 0 else (low, middle)
+    return high
+
+
+@SETTINGS
+@given(batch=batches(), gamma=st.floats(0.0, 10.0))
+def test_delta_equals_the_bisection_oracle(batch, gamma):
+    scores, ok, index, _, _ = batch
+    penalty = group_penalty(torch.tensor(scores), ok, index, gamma)
+    for uid in set(index):
+        rows = np.flatnonzero(index == uid)
+        delta = float(penalty.delta[int(penalty.group[rows[0]])])
+        k, n = int((~ok[rows]).sum()), len(rows)
+        if 0 < k < n:
+            scale = 1.0 + float(np.abs(scores[rows]).max()) + gamma
+            assert math.isclose(
+                delta, bisect_penalty(scores[rows], ok[rows], gamma), rel_tol=1e-9, abs_tol=1e-9 * scale
+            )
+        else:
+            assert delta == 0.0
+
+
 @SETTINGS
 @given(batch=batches(), gamma=st.floats(0.01, 10.0))
 def test_delta_is_the_smallest_penalty_that_keeps_the_margin(batch, gamma):
@@ -241,6 +279,16 @@ def test_hand_computed_group():
 def test_a_violator_far_below_is_not_penalised():
     penalized = rlmr_penalized_scores(torch.tensor([5.0, 6.0, -10.0]), [1, 1, 0], [7, 7, 7], gamma=1.0)
     torch.testing.assert_close(penalized, torch.tensor([5.0, 6.0, -10.0], dtype=torch.float64))
+
+
+def test_epsilon_is_added_to_the_group_std():
+    """[0, 10], the 10 violates, gamma 3: r' = [0, -6] (hand-computed above), centred [3, -3], std sqrt(18)."""
+    rewards = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
+    for epsilon in (0.0, 1.0):
+        settings = RLMRConfig(gamma=3.0, epsilon=epsilon)
+        adv, _ = compute_rlmr_outcome_advantage(rewards, torch.ones(2, 1), ["u", "u"], [1, 0], settings)
+        expected = 3.0 / (math.sqrt(18.0) + epsilon)
+        torch.testing.assert_close(adv[:, 0], torch.tensor([expected, -expected], dtype=torch.float64))
 
 
 def test_the_registered_estimator_reads_verls_algorithm_section():

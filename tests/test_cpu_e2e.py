@@ -1,9 +1,16 @@
 """verl's real trainer, end to end on CPU, with RLMR: rollout (hf), mixed reward (tiny served RM +
 rule verifier), RLMR advantage, actor update (FSDP2 over gloo), weight sync; three steps.
 
-Select with ``-m cpu_e2e``, skip with ``-m "not cpu_e2e"``. Each test takes about 3 minutes.
+Select with ``-m cpu_e2e``, skip with ``-m "not cpu_e2e"``. Each run takes about 3 minutes.
+
+The trained run cannot pass vacuously: its prompts carry one "fewer than 16 words" limit that the
+untrained tiny policy breaks about half the time (``sample_data.WORD_LIMIT_TINY``), so with 8
+samples per prompt every step holds groups with both violators and compliant responses; each
+step makes two optimizer updates, so the policy visibly moves within a step (``actor/ppo_kl``
+of the second mini-batch) before the next step's rollout/actor agreement is checked.
 """
 
+import math
 import struct
 import subprocess
 import sys
@@ -16,15 +23,26 @@ from recipe.rlmr.dev.demo import read_scalars
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
 STEPS = 3
+PROMPTS, SAMPLES = 4, 8
 
 
 @pytest.fixture(scope="module")
 def verl_run(tmp_path_factory):
     """``python -m verl.trainer.main_ppo`` with the RLMR config, the CPU backend and tiny assets."""
     workdir = tmp_path_factory.mktemp("cpu-e2e")
-    # 8 samples per prompt (the paper's n): with 4, one of the six runs made so far had no group
-    # holding both violators and compliant responses, and the RLMR check below had nothing to test
-    result = launch.run(workdir, steps=STEPS, entry="verl", timeout_s=600, samples_per_prompt=8)
+    two_updates_per_step = [
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS // 2}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={PROMPTS // 2 * SAMPLES}",
+    ]
+    result = launch.run(
+        workdir,
+        steps=STEPS,
+        entry="verl",
+        timeout_s=600,
+        samples_per_prompt=SAMPLES,
+        data="word_limit",
+        extra=two_updates_per_step,
+    )
     log = (workdir / "trainer.log").read_text(errors="replace")
     assert result.returncode == 0, log[-6000:]
     return workdir, log, read_scalars(workdir / "tensorboard")
@@ -38,47 +56,61 @@ def test_every_step_is_logged_with_the_rlmr_metrics(verl_run):
             "critic/score/mean",
             "rlmr/violation_rate",
             "rlmr/adv_violators_mean",
+            "rlmr/adv_violators_max",
             "rlmr/adv_compliant_mean",
+            "rlmr/delta_mean",
             "actor/pg_loss",
+            "actor/grad_norm",
             "timing_s/gen",
             "timing_s/update_actor",
             "timing_s/update_weights",
         ):
             assert tag in metrics, f"step {step} lacks {tag}"
         assert 0.0 <= metrics["rlmr/violation_rate"] <= 1.0
-        assert metrics["rlmr/invalid_rewards"] == 0  # every reward call answered
     assert "[verl-rlmr]" not in log  # the plugin never had to shout
 
 
-def test_violators_get_negative_advantages_whenever_a_group_has_both_kinds(verl_run):
+def test_no_reward_call_failed(verl_run):
+    """Both counters: the filter drops groups with an invalid reward before the batch's own count is taken."""
     _, _, scalars = verl_run
-    mixed_steps = [metrics for metrics in scalars.values() if metrics["rlmr/groups_mixed"] > 0]
-    assert mixed_steps, "no step had a group with both violators and compliant responses"
-    for metrics in mixed_steps:
-        assert metrics["rlmr/adv_violators_mean"] < 0 < metrics["rlmr/adv_compliant_mean"]
+    for step, metrics in scalars.items():
+        assert metrics["rlmr/invalid_rewards"] == 0, step
+        assert metrics["rlmr/filter/dropped_invalid_reward"] == 0, step
+        assert metrics["rlmr/groups_invalid"] == 0, step
+
+
+def test_every_violator_gets_a_negative_advantage_at_every_step(verl_run):
+    """Mixed groups appear at every step by construction; in them even the best-scored violator is below zero."""
+    _, _, scalars = verl_run
+    for step, metrics in scalars.items():
+        assert metrics["rlmr/groups_mixed"] >= 1, f"step {step} had no group with both kinds"
+        assert metrics["rlmr/adv_violators_max"] < 0, step
+        assert metrics["rlmr/adv_violators_mean"] < 0 < metrics["rlmr/adv_compliant_mean"], step
+        assert metrics["rlmr/delta_mean"] >= 0 and not math.isnan(metrics["rlmr/delta_mean"]), step
+
+
+def test_the_policy_moves_at_every_step(verl_run):
+    """A nonzero gradient, and the second mini-batch's log-probs differ from those the step started with."""
+    _, _, scalars = verl_run
+    for step, metrics in scalars.items():
+        assert metrics["actor/grad_norm"] > 0, step
+        assert metrics["actor/ppo_kl"] != 0, step
 
 
 def test_rollout_weights_follow_the_actor(verl_run):
     """At every step the rollout's log-probs equal the actor's recomputation: the server generates
-    with the weights the actor just trained. Both compute in fp32, so in sync they agree to ~2e-7
-    (mean |log-ppl| difference per sequence); with the weight load switched off the same run
-    measured 1.1e-3 at step 2 and 1.6e-3 at step 3."""
+    with the weights the actor just trained (and the policy moved at every step, see above). Both
+    compute in fp32, so in sync they agree to ~2e-7 (mean |log-ppl| difference per sequence); with
+    the weight load switched off the same run measured 1.1e-3 at step 2 and 1.6e-3 at step 3."""
     _, _, scalars = verl_run
     for metrics in scalars.values():
         assert metrics["rollout_corr/log_ppl_abs_diff"] < 1e-5
         assert metrics["training/rollout_probs_diff_max"] < 1e-6
 
 
-def test_the_group_filter_dropped_and_refilled_inside_the_trainer(verl_run):
-    """The random policy breaks most constraints, so all-violating groups are dropped and their
-    prompts resampled (every run so far hit the per-step bound of 16 drops)."""
-    _, _, scalars = verl_run
-    for metrics in scalars.values():
-        assert metrics["rlmr/filter/resampled_prompts"] >= metrics["rlmr/filter/dropped_groups"]
-    assert sum(metrics["rlmr/filter/dropped_groups"] for metrics in scalars.values()) > 0
-
-
-def test_make_demo_runs_the_recipe_entry_and_names_its_outputs(tmp_path):
+def test_make_demo_runs_the_recipe_entry_filters_groups_and_names_its_outputs(tmp_path):
+    """The demo's sample prompts carry constraints the random policy mostly breaks, so RLMR's filter
+    drops all-violating groups and resamples their prompts inside verl's trainer."""
     workdir = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "recipe.rlmr.dev.demo", "--workdir", str(workdir), "--steps", str(STEPS)],
@@ -96,3 +128,9 @@ def test_make_demo_runs_the_recipe_entry_and_names_its_outputs(tmp_path):
     assert len((workdir / "metrics.csv").read_text().splitlines()) == STEPS + 1
     for output in ("tensorboard", "curves.png", "metrics.csv", "trainer.log"):
         assert str(workdir / output) in result.stdout
+
+    scalars = read_scalars(workdir / "tensorboard")
+    for metrics in scalars.values():
+        assert metrics["rlmr/filter/resampled_prompts"] >= metrics["rlmr/filter/dropped_groups"]
+        assert metrics["rlmr/filter/dropped_invalid_reward"] == 0
+    assert sum(metrics["rlmr/filter/dropped_all_violate"] for metrics in scalars.values()) > 0

@@ -5,6 +5,7 @@ Trajectories are written to TransferQueue the way verl's agent loop writes them 
 the trainer's ``_compute_advantage`` runs and the advantages are read back from TransferQueue.
 """
 
+import math
 import uuid
 
 import numpy as np
@@ -19,7 +20,6 @@ tq = pytest.importorskip("transfer_queue")
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
-from recipe.rlmr.advantage import compute_rlmr_outcome_advantage  # noqa: E402
 from recipe.rlmr.trainer import RLMRTrainerSync  # noqa: E402
 from recipe.rlmr.verdicts import MissingVerdictError  # noqa: E402
 
@@ -47,7 +47,7 @@ def trainer(cls, config):
     return instance
 
 
-def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=None):
+def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=None, output=0):
     """Write one trajectory per sample into a fresh partition; returns (batch meta, keys)."""
     partition = f"train-{uuid.uuid4().hex[:8]}"
     keys, fields = [], []
@@ -59,7 +59,7 @@ def put_trajectories(scores, verdicts, lengths, group_size, extra=None, valid=No
         if ok is not None:
             reward_extra_info["constraints_ok"] = int(ok)
         reward_extra_info.update(extra or {})
-        keys.append(f"{uid}_{i % group_size}_0")
+        keys.append(f"{uid}_{i % group_size}_{output}")
         fields.append(
             {
                 "uid": uid,
@@ -94,25 +94,38 @@ def test_verdicts_from_reward_extra_info_reach_the_estimator(transfer_queue, nor
     trainer(RLMRTrainerSync, algorithm_config(norm=norm))._compute_advantage(meta, metrics)
     rows = read_advantages(meta, keys)
 
-    per_sample = torch.tensor([float(row[0]) for row in rows])
-    for row, length in zip(rows, LENGTHS, strict=False):
+    per_sample = torch.tensor([float(row[0]) for row in rows], dtype=torch.float64)
+    for row, length in zip(rows, LENGTHS, strict=True):
         assert row.shape == (length,) and torch.all(row == row[0])
-    # what the pure estimator gives on the same batch
-    rewards = torch.zeros(len(SCORES), 1)
-    rewards[:, 0] = torch.tensor(SCORES)
-    index = np.array([key.split("_")[0] for key in keys], dtype=object)
-    expected, _ = compute_rlmr_outcome_advantage(
-        rewards, torch.ones_like(rewards), index, VERDICTS, norm_adv_by_std_in_grpo=norm
-    )
-    torch.testing.assert_close(per_sample, expected[:, 0])
-    # and the promise itself: the top-scored sample of group 1 violates, yet ends negative
-    assert per_sample[0] < 0 and per_sample[5] < 0
-    assert torch.all(per_sample[8:] == 0)  # group 3: everyone violates
+    # Worked by hand. Group 0 [9, 2, 3, 1], the 9 violates: delta = (4*9 + 4*1 - 15) / 3 = 25/3,
+    # r' = [2/3, 2, 3, 1], mean 5/3, centred [-1, 1/3, 4/3, -2/3], unbiased std sqrt(10/9).
+    # Group 1 [5, 5, 4, 8], the second 5 violates: delta = (4*5 + 4 - 22) / 3 = 2/3,
+    # r' = [5, 13/3, 4, 8], mean 16/3, centred [-1/3, -1, -4/3, 8/3], std sqrt(10/3). Group 2 all violate: 0.
+    centred = [-1, 1 / 3, 4 / 3, -2 / 3, -1 / 3, -1, -4 / 3, 8 / 3] + [0.0] * 4
+    stds = [math.sqrt(10 / 9) + 1e-6] * 4 + [math.sqrt(10 / 3) + 1e-6] * 4 + [1.0] * 4
+    expected = torch.tensor([c / s if norm else c for c, s in zip(centred, stds, strict=True)], dtype=torch.float64)
+    torch.testing.assert_close(per_sample, expected, rtol=1e-5, atol=1e-6)
 
-    assert metrics["rlmr/violation_rate"] == pytest.approx(np.mean(np.array(VERDICTS) == 0))
+    adv = expected.numpy()
+    assert metrics["rlmr/violation_rate"] == 0.5  # 6 of 12
     assert metrics["rlmr/groups_mixed"] == 2 and metrics["rlmr/groups_all_violate"] == 1
-    assert metrics["rlmr/adv_violators_max"] < 0 < metrics["rlmr/adv_compliant_mean"]
-    assert metrics["rlmr/delta_max"] > 0
+    assert metrics["rlmr/groups_invalid"] == 0
+    assert metrics["rlmr/delta_mean"] == pytest.approx((25 / 3 + 2 / 3) / 2)
+    assert metrics["rlmr/delta_max"] == pytest.approx(25 / 3)
+    assert metrics["rlmr/adv_violators_mean"] == pytest.approx((adv[0] + adv[5]) / 2, rel=1e-5)
+    assert metrics["rlmr/adv_violators_max"] == pytest.approx(adv[5], rel=1e-5)
+    assert metrics["rlmr/adv_compliant_mean"] == pytest.approx(np.mean(adv[[1, 2, 3, 4, 6, 7]]), rel=1e-5, abs=1e-6)
+    # reward-side figures, from the extra info written above
+    assert metrics["rlmr/writing_score_violating_mean"] == pytest.approx(np.mean([9.0, 5.0, 0.5, 0.7, 0.1, 0.3]))
+    assert metrics["rlmr/writing_score_compliant_mean"] == pytest.approx(np.mean([2.0, 3.0, 1.0, 5.0, 4.0, 8.0]))
+    assert metrics["rlmr/invalid_rewards"] == 0
+
+
+def test_several_outputs_per_session_are_refused(transfer_queue):
+    """A multi-turn agent loop writes "{uid}_{session}_{output}" keys with output > 0; RLMR scores one response."""
+    meta, _ = put_trajectories(SCORES, VERDICTS, LENGTHS, group_size=4, output=1)
+    with pytest.raises(NotImplementedError, match="one response per session"):
+        trainer(RLMRTrainerSync, algorithm_config())._compute_advantage(meta, {})
 
 
 def test_groups_with_an_invalid_reward_get_no_advantage(transfer_queue):

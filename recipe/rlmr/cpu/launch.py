@@ -1,7 +1,7 @@
 """Everything a CPU training run needs besides verl: tiny assets, a reward-model server, the
 environment and the Hydra overrides. Used by the end-to-end test and by ``make demo``.
 
-    python -m recipe.rlmr.cpu.launch WORKDIR [--steps 3] [--entry verl|recipe] [overrides...]
+    python -m recipe.rlmr.cpu.launch WORKDIR [--steps 3] [--entry verl|recipe] [--data sample|word_limit] [overrides...]
 
 builds the tiny policy, reward model and sample data under WORKDIR, serves the reward model on
 a loopback port (``python -m rewards.serve_rm``), and runs
@@ -44,18 +44,30 @@ class TinyAssets:
         return self.data / "val.parquet"
 
 
-def build_assets(workdir: str | Path, seed: int = 0) -> TinyAssets:
-    """Tiny policy, reward model and the sample data set under ``workdir`` (reused if present)."""
+DATA_SETS = ("sample", "word_limit")
+
+
+def build_assets(workdir: str | Path, seed: int = 0, data: str = "sample") -> TinyAssets:
+    """Tiny policy, reward model and a data set under ``workdir`` (reused if present).
+
+    ``data``: ``sample`` (the sample prompts with augmented constraints) or ``word_limit`` (one
+    "fewer than N words" limit per prompt, which the untrained tiny policy breaks about half the time).
+    """
     from recipe.rlmr.dev import sample_data, tiny_assets
 
+    if data not in DATA_SETS:
+        raise ValueError(f"data must be one of {DATA_SETS}, got {data!r}")
     workdir = Path(workdir)
-    assets = TinyAssets(workdir / "policy", workdir / "reward_model", workdir / "data")
+    assets = TinyAssets(workdir / "policy", workdir / "reward_model", workdir / f"data_{data}")
     if not (assets.policy / "config.json").exists():
         tiny_assets.build_policy_model(assets.policy, seed=seed)
     if not (assets.reward_model / "config.json").exists():
         tiny_assets.build_reward_model(assets.reward_model, seed=seed + 1)
     if not assets.train_files.exists():
-        sample_data.build(assets.data, seed=seed)
+        if data == "word_limit":
+            sample_data.build_word_limit(assets.data, seed=seed)
+        else:
+            sample_data.build(assets.data, seed=seed)
     return assets
 
 
@@ -178,11 +190,12 @@ def run(
     log_path: str | Path | None = None,
     timeout_s: float | None = None,
     samples_per_prompt: int = 4,
+    data: str = "sample",
 ) -> subprocess.CompletedProcess:
     """Build assets, serve the RM, run the trainer; the trainer's output goes to ``log_path``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    assets = build_assets(workdir)
+    assets = build_assets(workdir, data=data)
     log_path = Path(log_path or workdir / "trainer.log")
     with serve_reward_model(assets.reward_model, workdir / "reward_model_server.log") as rm_url:
         command = trainer_command(
@@ -200,9 +213,10 @@ def main() -> None:
     parser.add_argument("workdir")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--entry", choices=["verl", "recipe"], default="verl")
+    parser.add_argument("--data", choices=DATA_SETS, default="sample", help="which tiny data set to train on")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_intermixed_args()
-    result = run(args.workdir, args.steps, args.entry, args.overrides)
+    result = run(args.workdir, args.steps, args.entry, args.overrides, data=args.data)
     print(f"trainer exited with {result.returncode}; log: {Path(args.workdir) / 'trainer.log'}")
     sys.exit(result.returncode)
 

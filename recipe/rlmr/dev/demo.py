@@ -1,6 +1,7 @@
 """``make demo``: a real RLMR training run on this machine's CPU, start to finish.
 
-    python -m recipe.rlmr.dev.demo [--workdir rlmr-demo] [--steps 5] [--entry recipe|verl] [overrides...]
+    python -m recipe.rlmr.dev.demo [--workdir rlmr-demo] [--steps 5] [--entry recipe|verl]
+                                   [--data sample|word_limit] [overrides...]
 
 It builds a tiny Qwen2 policy, a tiny writing reward model and the sample prompt set, serves the
 reward model over HTTP, and runs verl's trainer with the RLMR config and the CPU backend
@@ -106,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         default="recipe",
         help="recipe: python -m recipe.rlmr.main_rlmr; verl: python -m verl.trainer.main_ppo",
     )
+    parser.add_argument(
+        "--data",
+        choices=["sample", "word_limit"],
+        default="sample",
+        help="sample: the sample prompts with augmented constraints (most broken by the random policy); "
+        "word_limit: one 'fewer than 16 words' limit per prompt, broken about half the time",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the trainer")
     args = parser.parse_intermixed_args(argv)
 
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "building tiny assets, serving the reward model, starting verl (about a minute before step 1) ...", flush=True
     )
     started = time.monotonic()
-    result = launch.run(workdir, steps=args.steps, entry=args.entry, extra=args.overrides)
+    result = launch.run(workdir, steps=args.steps, entry=args.entry, extra=args.overrides, data=args.data)
     log = workdir / "trainer.log"
     if result.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-40:]

@@ -5,6 +5,14 @@
 Writes OUT_DIR/prompts.jsonl (the seed prompts), OUT_DIR/augmented.jsonl (with sampled
 constraints appended by ``data_prep augment``) and OUT_DIR/train.parquet, val.parquet and
 rejects.jsonl (``data_prep convert``): the same path a user's data takes.
+
+``--word-limit N`` builds the other set instead: every seed prompt with the one constraint
+"fewer than N words" (IFEval's ``length_constraints:number_words``). ``WORD_LIMIT_TINY`` is the
+limit that the untrained tiny policy (``tiny_assets.build_policy_model``, 48 response tokens)
+breaks about half the time, measured on 128 of its samples: 48% of them had fewer than 16 words
+(IFEval's word count), 32% fewer than 15, 64% fewer than 17. With 8 samples per prompt a group
+is then all-compliant or all-violating with probability ~1%, so RLMR's mixed groups appear at
+every step by construction (the end-to-end test relies on it).
 """
 
 from __future__ import annotations
@@ -49,6 +57,32 @@ SEED_PROMPTS = [
     "写一个关于灯塔守护人的小故事。",
     "写一封寄给十年后自己的信。",
 ]
+
+
+WORD_LIMIT_TINY = 16
+
+
+def build_word_limit(out_dir: str | Path, num_words: int = WORD_LIMIT_TINY, seed: int = 0) -> Path:
+    """Every seed prompt with one constraint: fewer than ``num_words`` words (convert's generic shape)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    limit = {"type": "rule", "instruction_id": "length_constraints:number_words"}
+    limit["kwargs"] = {"num_words": num_words, "relation": "less than"}
+    prompts = out / "prompts.jsonl"
+    prompts.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": f"{p} Answer in fewer than {num_words} words.", "constraints": [limit]},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for p in SEED_PROMPTS
+        )
+    )
+    argv = ["convert", "--input", str(prompts), "--output-dir", str(out), "--val-ratio", "0.15"]
+    if data_prep([*argv, "--seed", str(seed), "--strict", "--no-progress", "--data-source", "rlmr_word_limit"]) != 0:
+        raise RuntimeError("data_prep convert failed")
+    return out
 
 
 def build(out_dir: str | Path, seed: int = 0, per_prompt: int = 2) -> Path:
@@ -97,8 +131,12 @@ def main() -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-prompt", type=int, default=2)
+    parser.add_argument("--word-limit", type=int, default=None, help="build the word-limit set with this limit")
     args = parser.parse_args()
-    build(args.out_dir, args.seed, args.per_prompt)
+    if args.word_limit is not None:
+        build_word_limit(args.out_dir, args.word_limit, args.seed)
+    else:
+        build(args.out_dir, args.seed, args.per_prompt)
 
 
 if __name__ == "__main__":
