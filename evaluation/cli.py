@@ -1,6 +1,6 @@
 """``python -m evaluation {generate,ifeval,writingbench,pairwise}``; each writes a JSON result and
 prints a markdown table. Exit status: 0 done, 1 done but some prompts failed (generate), 2 bad
-input or arguments."""
+input or arguments, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the run summary (failures included) as JSON (default: OUTPUT with .summary.json)",
     )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_http_args(gen, "policy", concurrency=32, timeout=600.0)
+    add_http_args(gen, "policy", concurrency=32, timeout=1800.0)  # long answers at full load take minutes
 
     ife = commands.add_parser(
         "ifeval",
@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except (EvalInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.command == "generate":
+            print(f"interrupted: the answers so far are in {args.output}; run again to resume", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:

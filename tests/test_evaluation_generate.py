@@ -191,3 +191,25 @@ def test_generate_refuses_bad_prompt_files_naming_row_and_key(tmp_path, capsys):
     bad.write_text(json.dumps({"title": "no prompt here"}) + "\n")
     assert main([*args, "--output", str(tmp_path / "o.jsonl")]) == 2
     assert f"{bad} row 1: not a prompt this tool reads" in capsys.readouterr().err
+
+
+def test_generate_ctrl_c_writes_the_answers_so_far(tmp_path):
+    ids = _ifeval_file(tmp_path / "p.jsonl", 5)
+    output = tmp_path / "out.jsonl"
+    with ScriptedChatServer(_echo) as server:
+        server.fault_for = lambda body: "hang" if server.requests > 2 else None  # the 3rd request never returns
+        command = [sys.executable, "-m", "evaluation", "generate", "--base-url", server.url, "--model", "m"]
+        command += ["--prompts", str(tmp_path / "p.jsonl"), "--output", str(output), "--concurrency", "1"]
+        process = subprocess.Popen(
+            [*command, "--no-progress"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 300
+        while server.requests < 3:
+            assert process.poll() is None and time.monotonic() < deadline, "generate did not get to its 3rd prompt"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert f"the answers so far are in {output}" in stderr.decode()
+    assert [r["id"] for r in _lines(output)] == ids[:2]
+    assert not (tmp_path / "out.jsonl.partial").exists()
