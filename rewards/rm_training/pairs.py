@@ -253,7 +253,8 @@ def prepare_pairs(
 
     summary = PrepSummary(source=str(path), rejects_path=str(rejects_path) if rejects_path else None)
     out_dir = Path(out_dir)
-    scratch = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".prep-", dir=out_dir.parent))  # beside the output, not in /tmp
     rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None
     features = datasets.Features(
         {
