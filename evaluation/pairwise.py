@@ -214,8 +214,9 @@ def pairwise_markdown(result: dict[str, Any]) -> str:
         rows.append(row("**overall**", result["overall"]))
     out = markdown_table(headers, rows)
     out += (
-        f"\n\n{result['pairs']} pairs judged in both orders; {result['position_flips']} verdicts flipped with the "
-        f"position (ties); {result['invalid']} invalid (judge failed after retries; excluded); "
+        f"\n\n{result['pairs']} pairs, each sent to the judge in both orders; "
+        f"{result['position_flips']} verdicts flipped with the position (ties); "
+        f"{result['invalid']} invalid (judge failed after retries; excluded); "
         f"{result['only_in_a']} responses only in A, {result['only_in_b']} only in B (not compared)"
     )
     return out
