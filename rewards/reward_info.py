@@ -31,7 +31,11 @@ class RewardInfo:
 
     writing_score: float = _doc(math.nan, "writing reward model score (raw); NaN when the RM failed")
     constraints_ok: int = _doc(0, "1 if every constraint holds, else 0: the verdict RLMR's penalty reads")
-    rule_ok: int = _doc(0, "1/0: the deterministic checks all hold")
+    rule_ok: int = _doc(0, "1/0: the deterministic checks all hold (IFEval's prompt-level strict)")
+    rule_ok_loose: int = _doc(0, "1/0: the deterministic checks all hold under IFEval's loose semantics")
+    num_rules: int = _doc(0, "deterministic (rule) constraints in the prompt's spec")
+    rules_followed_strict: int = _doc(0, "rule constraints followed (IFEval's instruction-level strict, summed)")
+    rules_followed_loose: int = _doc(0, "rule constraints followed under IFEval's loose semantics")
     judge_ok: int = _doc(-1, "1 satisfied or no free-text constraints, 0 violated, -1 not asked or failed")
     num_constraints: int = _doc(0, "constraints in the prompt's spec")
     failed_constraints: str = _doc("", "`;`-joined ids of failed constraints (`judge:N` for the N-th free-text one)")
@@ -64,6 +68,11 @@ RESPONSE_WORDS = _key("response_words")
 JUDGE_CALLS = _key("judge_calls")
 JUDGE_CALLS_SAVED = _key("judge_calls_saved")
 REWARD_LATENCY_S = _key("reward_latency_s")
+RULE_OK = _key("rule_ok")
+RULE_OK_LOOSE = _key("rule_ok_loose")
+NUM_RULES = _key("num_rules")
+RULES_FOLLOWED_STRICT = _key("rules_followed_strict")
+RULES_FOLLOWED_LOOSE = _key("rules_followed_loose")
 
 # Who provides the verdicts, for error messages.
 VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"

@@ -13,9 +13,14 @@ from rewards.reward_info import (
     CONSTRAINTS_OK,
     JUDGE_CALLS,
     JUDGE_CALLS_SAVED,
+    NUM_RULES,
     RESPONSE_WORDS,
     REWARD_LATENCY_S,
     REWARD_VALID,
+    RULE_OK,
+    RULE_OK_LOOSE,
+    RULES_FOLLOWED_LOOSE,
+    RULES_FOLLOWED_STRICT,
     WRITING_SCORE,
 )
 
@@ -88,4 +93,39 @@ def reward_metrics(reward_extra_infos: Sequence[Mapping[str, Any] | None]) -> di
     words = column(RESPONSE_WORDS)
     if words is not None:
         metrics["rlmr/response_words_mean"] = float(words.mean())
+    return metrics
+
+
+# IFEval's four figures, under lm-eval's names, from the per-sample counts the reward manager reports.
+IFEVAL_FIGURES = {
+    "prompt_level_strict_acc": (RULE_OK, None),
+    "prompt_level_loose_acc": (RULE_OK_LOOSE, None),
+    "inst_level_strict_acc": (RULES_FOLLOWED_STRICT, NUM_RULES),
+    "inst_level_loose_acc": (RULES_FOLLOWED_LOOSE, NUM_RULES),
+}
+
+
+def instruction_following_metrics(
+    data_sources: Sequence[str], infos: Mapping[str, Sequence[Any]], prefix: str = "val-core"
+) -> dict[str, float]:
+    """``{prefix}/{data_source}/instruction_following/{figure}`` for each data source whose samples carry
+    rule constraints. On an IFEval validation set these are IFEval's four numbers: prompt-level
+    accuracies are the share of samples whose every rule holds; instruction-level ones the share of all
+    rules that hold (summed over samples, not averaged per sample). Samples with reward_valid = 0 and
+    samples without rules are left out.
+    """
+    needed = {key for pair in IFEVAL_FIGURES.values() for key in pair if key} | {REWARD_VALID}
+    if any(key not in infos for key in needed):
+        return {}
+    columns = {key: np.array([np.nan if v is None else float(v) for v in infos[key]]) for key in needed}
+    sources = np.asarray(data_sources, dtype=object)
+    metrics = {}
+    for source in sorted(set(sources.tolist())):
+        usable = (sources == source) & (columns[REWARD_VALID] == 1) & (columns[NUM_RULES] > 0)
+        if not usable.any():
+            continue
+        for figure, (numerator, denominator) in IFEVAL_FIGURES.items():
+            total = columns[numerator][usable].sum()
+            count = columns[denominator][usable].sum() if denominator else usable.sum()
+            metrics[f"{prefix}/{source}/instruction_following/{figure}"] = float(total / count)
     return metrics

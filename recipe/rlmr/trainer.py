@@ -35,7 +35,7 @@ from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from recipe.rlmr.metrics import reward_metrics
+from recipe.rlmr.metrics import instruction_following_metrics, reward_metrics
 from recipe.rlmr.schema import RLMRConfig, check_sections
 from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 
@@ -78,6 +78,12 @@ class RLMRAdvantageMixin:
         metrics.update(step.metrics)
         metrics.update(reward_metrics(extra_infos))
         return batch
+
+    def _val_metrics_update(self, data_sources, sample_uids, reward_extra_infos_dict, *args, **kwargs):
+        """verl's per-data-source validation metrics, plus IFEval's four figures where rules were checked."""
+        metrics = super()._val_metrics_update(data_sources, sample_uids, reward_extra_infos_dict, *args, **kwargs)
+        metrics.update(instruction_following_metrics(data_sources, reward_extra_infos_dict))
+        return metrics
 
     def _build_replay_buffer(self):
         """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter."""
