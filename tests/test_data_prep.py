@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_prep.augment import CATALOG, TEMPLATES, augment_prompt, row_rng, write_compliant_response
-from data_prep.cli import main
+from data_prep.cli import build_parser, main
 from data_prep.convert import SCHEMA, ConvertOptions, convert
+from data_prep.shapes import FieldMap
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
 from rewards.constraints import check_instructions
 from rewards.spec import ConstraintSpec
@@ -219,11 +220,11 @@ def test_an_interrupted_run_leaves_no_parquet_under_the_final_name(tmp_path, mon
     def interrupt_midway(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 30:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("stopped at row 30")
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, "parse_record", interrupt_midway)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="stopped at row 30"):
         run_convert(tmp_path, [source], batch_rows=8)
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -332,3 +333,148 @@ def test_stats_counts_tokens_with_a_tokenizer(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "out" / "train.parquet"), "--tokenizer", str(tmp_path / "tok")]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("prompt length"))
     assert "tokens (chat template applied)" in line
+
+
+# ---- the convert CLI's options, one by one ------------------------------------------------------
+
+
+def cli_convert(tmp_path, records, *flags, name="in.jsonl"):
+    """Run `convert` through the CLI on ``records``; return (exit code, kept rows, rejects by row)."""
+    source = write_jsonl(tmp_path / name, records)
+    out = tmp_path / "out"
+    code = main(["convert", "--input", source, "--output-dir", str(out), "--val-ratio", "0", "--no-progress", *flags])
+    rows = read_parquet(out / "train.parquet") if (out / "train.parquet").exists() else []
+    rejects_file = out / "rejects.jsonl"
+    rejects = {r["row"]: r for r in map(json.loads, rejects_file.open())} if rejects_file.exists() else {}
+    return code, rows, rejects
+
+
+def spec_of(row):
+    return ConstraintSpec.parse(row["reward_model"]["ground_truth"])
+
+
+RULE = {"type": "rule", "instruction_id": "punctuation:no_comma", "kwargs": {}}
+NUMBER_WORDS = {"relation": "at least", "num_words": 300}
+
+# field -> (flag value, a record that names the field that way, what the kept row must show)
+FIELD_CASES = {
+    "prompt": (
+        "instruction",
+        {"instruction": "Write about a fox."},
+        lambda r: r["prompt"][-1]["content"] == "Write about a fox.",
+    ),
+    "constraints": (
+        "rules",
+        {"prompt": "Write.", "rules": [RULE]},
+        lambda r: [c.instruction_id for c in spec_of(r).rules] == ["punctuation:no_comma"],
+    ),
+    "system": (
+        "persona",
+        {"prompt": "Write.", "persona": "You are a poet."},
+        lambda r: r["prompt"][0] == {"role": "system", "content": "You are a poet."},
+    ),
+    "instruction_ids": (
+        "ids",
+        {"prompt": "Write.", "ids": ["length_constraints:number_words"], "kwargs": [NUMBER_WORDS]},
+        lambda r: r["extra_info"]["shape"] == "ifeval" and [c.kwargs for c in spec_of(r).rules] == [NUMBER_WORDS],
+    ),
+    "kwargs": (
+        "args",
+        {"prompt": "Write.", "instruction_id_list": ["length_constraints:number_words"], "args": [NUMBER_WORDS]},
+        lambda r: [c.kwargs for c in spec_of(r).rules] == [NUMBER_WORDS],
+    ),
+    "query": (
+        "question",
+        {"question": "写一篇散文。", "checklist": ["不少于三段"]},
+        lambda r: r["prompt"][-1]["content"] == "写一篇散文。",
+    ),
+    "checklist": (
+        "criteria",
+        {"query": "写一篇散文。", "criteria": ["不少于三段"]},
+        lambda r: r["extra_info"]["shape"] == "writingbench" and [j.text for j in spec_of(r).judged] == ["不少于三段"],
+    ),
+    "data_source": ("origin", {"prompt": "Write.", "origin": "my-set"}, lambda r: r["data_source"] == "my-set"),
+}
+
+
+def test_every_field_flag_has_a_case():
+    convert_parser = next(
+        action
+        for action in build_parser()._subparsers._group_actions[0].choices.values()
+        if action.prog.endswith("convert")
+    )
+    flags = {a.dest.removeprefix("field_") for a in convert_parser._actions if a.dest.startswith("field_")}
+    assert flags == set(vars(FieldMap())) == set(FIELD_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_CASES))
+def test_field_flag_reads_the_renamed_column(tmp_path, name):
+    value, record, shows = FIELD_CASES[name]
+    flag = f"--{name.replace('_', '-')}-field"
+    code, rows, rejects = cli_convert(tmp_path, [record], flag, value)
+    assert code == 0 and not rejects and len(rows) == 1, rejects
+    assert shows(rows[0]), rows[0]
+    # without the flag the renamed column is not read: the row is rejected or does not show it
+    code, rows, rejects = cli_convert(tmp_path, [record])
+    assert code == 0 and (rejects or not shows(rows[0]))
+
+
+def test_rejects_flag_writes_every_rejected_row_with_its_number_and_reason(tmp_path):
+    records = GOOD + [record for record, _ in BAD]
+    target = tmp_path / "elsewhere" / "bad-rows.jsonl"
+    target.parent.mkdir()
+    code, rows, _ = cli_convert(tmp_path, records, "--rejects", str(target))
+    assert code == 0
+    assert not (tmp_path / "out" / "rejects.jsonl").exists()  # the flag moved it, not copied it
+    rejects = [json.loads(line) for line in target.open()]
+    assert [(r["row"], r["reason"]) for r in rejects] == [
+        (len(GOOD) + 1 + i, reason) for i, (_, reason) in enumerate(BAD)
+    ]
+    assert all(r["source_file"] == str(tmp_path / "in.jsonl") and r["detail"] for r in rejects)
+    assert len(rows) + len(rejects) == len(records)  # every input row is kept or explained
+
+
+def test_shape_flag_overrides_the_detected_shape(tmp_path):
+    ifeval_row = {"prompt": "Write.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    _, rows, _ = cli_convert(tmp_path, [ifeval_row])
+    assert rows[0]["extra_info"]["shape"] == "ifeval" and len(spec_of(rows[0]).rules) == 1  # auto
+    _, rows, _ = cli_convert(tmp_path, [ifeval_row], "--shape", "generic")
+    assert rows[0]["extra_info"]["shape"] == "generic" and spec_of(rows[0]).constraints == []
+
+    both = {
+        "query": "写一篇散文。",
+        "checklist": ["不少于三段"],
+        "prompt": "Write.",
+        "instruction_id_list": [],
+        "kwargs": [],
+    }
+    _, rows, _ = cli_convert(tmp_path, [both], "--shape", "writingbench")
+    assert rows[0]["extra_info"]["shape"] == "writingbench" and rows[0]["prompt"][-1]["content"] == "写一篇散文。"
+
+    _, rows, rejects = cli_convert(tmp_path, [{"prompt": "Write."}], "--shape", "ifeval")
+    assert rows == [] and rejects[1]["reason"] == "bad_constraints"
+
+
+def test_data_source_flag_fills_rows_without_one(tmp_path):
+    records = [{"prompt": "Write about a fox."}, {"prompt": "Write about a kite.", "data_source": "own"}]
+    _, rows, _ = cli_convert(tmp_path, records, "--data-source", "given")
+    assert [r["data_source"] for r in rows] == ["given", "own"]
+
+
+def test_default_data_source_is_the_file_stem(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    _, rows, _ = cli_convert(tmp_path, [{"prompt": "Write about a fox."}], name="poems-2026.jsonl")
+    assert rows[0]["data_source"] == "poems-2026"
+    saved = tmp_path / "saved-set"
+    DatasetDict({"train": Dataset.from_list([{"prompt": "Write about a kite."}])}).save_to_disk(str(saved))
+    out = tmp_path / "out-saved"
+    assert main(["convert", "--input", str(saved), "--output-dir", str(out), "--val-ratio", "0", "--no-progress"]) == 0
+    assert [r["data_source"] for r in read_parquet(out / "train.parquet")] == ["saved-set"]  # not "saved-set[train]"
+
+
+def test_ability_flag_and_its_default(tmp_path):
+    _, rows, _ = cli_convert(tmp_path, [{"prompt": "Write about a fox."}])
+    assert rows[0]["ability"] == "creative_writing"
+    _, rows, _ = cli_convert(tmp_path, [{"prompt": "Write about a fox."}], "--ability", "poetry")
+    assert rows[0]["ability"] == "poetry"
