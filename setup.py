@@ -25,7 +25,10 @@ setup(
             "evaluation.*",
         ]
     ),
-    package_data={"recipe.rlmr": ["config/*.yaml", "scripts/*.sh"]},
+    package_data={
+        "recipe.rlmr": ["config/*.yaml", "scripts/*.sh"],
+        "rewards": ["scripts/*.sh", "scripts/accelerate/*.yaml"],
+    },
     install_requires=[
         # verl-core pulls cachetools and TransferQueue, which the default (V1) trainer needs.
         "verl[verl-core]==0.9.1",
