@@ -11,7 +11,11 @@ concurrency cap (``slots``), which is what the throughput benchmark needs.
 Servers run on their own event loop in a daemon thread: ``with FakeJudge(...) as judge: judge.url``,
 or in a process of their own (what the benchmark does, so they do not share the client's GIL):
 
-    python -m rewards.fake_servers judge --port N --service-ms 150 --slots 64
+    python -m rewards.fake_servers judge [--port N] --service-ms 150 --slots 64
+
+Both bind the port they are given, by default 0 (any free port), and report the port they got:
+``server.port`` in a thread, a line ``rewards.fake_servers listening on http://127.0.0.1:PORT`` on
+stdout as a process. Nothing probes a free port and binds it later.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field, fields
 
 from aiohttp import web
 
+READY_LINE = "rewards.fake_servers listening on "  # followed by http://127.0.0.1:PORT, the port actually bound
+
 
 @dataclass
 class Faults:
@@ -36,6 +42,8 @@ class Faults:
     truncated: int = 0
     hang: int = 0
     wrong: int = 0  # a well-formed answer with the opposite verdicts (judge) or a negated score (RM)
+    status_429: int = 0  # HTTP 429 Too Many Requests (worth retrying)
+    status_400: int = 0  # HTTP 400 Bad Request (not worth retrying)
 
 
 @dataclass
@@ -44,7 +52,8 @@ class ServerLog:
     in_flight: int = 0
     max_in_flight: int = 0
     answered: Counter = field(default_factory=Counter)
-    bodies: list = field(default_factory=list)
+    bodies: list = field(default_factory=list)  # with keep_bodies: each request's JSON body
+    headers: list = field(default_factory=list)  # with keep_bodies: each request's headers (a dict)
 
 
 class _LoopbackServer:
@@ -84,6 +93,7 @@ class _LoopbackServer:
         self.log.requests += 1
         if self.keep_bodies:
             self.log.bodies.append(body)
+            self.log.headers.append(dict(request.headers))
         async with self._semaphore:
             self.log.in_flight += 1
             self.log.max_in_flight = max(self.log.max_in_flight, self.log.in_flight)
@@ -96,6 +106,10 @@ class _LoopbackServer:
                 if fault == "status_5xx":
                     self.log.answered["5xx"] += 1
                     return web.json_response({"error": {"message": "scripted failure", "code": 503}}, status=503)
+                if fault in ("status_429", "status_400"):
+                    status = int(fault.removeprefix("status_"))
+                    self.log.answered[str(status)] += 1
+                    return web.json_response({"error": {"message": "scripted failure", "code": status}}, status=status)
                 payload = json.dumps(answer(body, wrong=fault == "wrong"))
                 if fault == "malformed":
                     self.log.answered["malformed"] += 1
@@ -125,7 +139,7 @@ class _LoopbackServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
 
     def __enter__(self):
         self._thread.start()
@@ -144,7 +158,11 @@ def judge_rule(constraint: str, response: str) -> bool:
 
 
 class FakeJudge(_LoopbackServer):
-    """OpenAI-compatible ``POST /v1/chat/completions`` answering verdict JSON by ``judge_rule``."""
+    """OpenAI-compatible ``POST /v1/chat/completions`` answering verdict JSON by ``judge_rule``.
+
+    ``wrap_content``, if set, rewrites each answer's message content (a fence, prose around it)."""
+
+    wrap_content = None  # Callable[[str], str] | None
 
     def routes(self):
         return [web.post("/v1/chat/completions", self._chat)]
@@ -167,12 +185,23 @@ class FakeJudge(_LoopbackServer):
             "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(content.split())},
         }
 
+    def _wrapped_answer(self, body: dict, wrong: bool = False) -> dict:
+        answer = self.answer(body, wrong=wrong)
+        if self.wrap_content is not None:
+            message = answer["choices"][0]["message"]
+            message["content"] = self.wrap_content(message["content"])
+        return answer
+
     async def _chat(self, request: web.Request) -> web.Response:
-        return await self._serve(request, self.answer)
+        return await self._serve(request, self._wrapped_answer)
 
 
 class FakeRM(_LoopbackServer):
-    """vLLM-style ``POST /classify``; the score is the text length in hundreds of characters."""
+    """vLLM-style ``POST /classify``; the score is the text length in hundreds of characters.
+
+    With ``reverse_rows`` the rows come back last first (each still carrying its ``index``)."""
+
+    reverse_rows = False
 
     def routes(self):
         return [web.post("/classify", self._classify)]
@@ -187,14 +216,20 @@ class FakeRM(_LoopbackServer):
         ]
         return {"object": "list", "data": data}
 
+    def _ordered_answer(self, body: dict, wrong: bool = False) -> dict:
+        answer = self.answer(body, wrong=wrong)
+        if self.reverse_rows:
+            answer["data"].reverse()
+        return answer
+
     async def _classify(self, request: web.Request) -> web.Response:
-        return await self._serve(request, self.answer)
+        return await self._serve(request, self._ordered_answer)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run a scripted loopback server in the foreground.")
     parser.add_argument("kind", choices=["judge", "rm"])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0: a free port chosen by the OS (announced on stdout)")
     parser.add_argument("--service-ms", type=float, default=0.0)
     parser.add_argument("--slots", type=int, default=1024)
     args = parser.parse_args()
@@ -202,6 +237,7 @@ def main() -> None:
     loop = server._loop
     asyncio.set_event_loop(loop)
     loop.run_until_complete(server._start(args.port))
+    print(f"{READY_LINE}{server.url}", flush=True)
     loop.run_forever()
 
 

@@ -1,6 +1,6 @@
 """A small real server for a Hugging Face sequence-classification reward model (CPU development).
 
-    python -m rewards.serve_rm --model DIR --port N [--host 127.0.0.1] [--served-model-name NAME]
+    python -m rewards.serve_rm --model DIR [--port N] [--host 127.0.0.1] [--served-model-name NAME]
 
 It speaks the wire formats the writing-RM client uses against vLLM and SGLang, so code tested
 against it runs unchanged against them on a cluster:
@@ -11,8 +11,11 @@ against it runs unchanged against them on a cluster:
 - ``POST /v1/embeddings`` (SGLang) -> ``{"data": [{"index", "object": "embedding", "embedding": [score]}]}``
 - ``GET /health``, ``GET /v1/models``, ``GET /stats`` (batches run, largest batch).
 
-``serve_in_subprocess(model_dir)`` starts it as a child process on a free loopback port and
-waits until it answers (the tests, ``make demo`` and the CPU launcher use it).
+Once it listens it prints one line to stdout, ``rewards.serve_rm listening on http://HOST:PORT``,
+with the port it actually bound (``--port 0``, the default, lets the OS pick one).
+``serve_in_subprocess(model_dir)`` starts it as a child process on port 0 and waits for that line
+(no port is probed and bound later, so no other process can take it in between); the tests,
+``make demo`` and the CPU launcher use it.
 
 The score is the model's raw last logit (``use_activation=false``, as verl asks for), or its
 sigmoid. Texts from requests that arrive within ``--max-wait-ms`` of each other run as one
@@ -24,14 +27,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
+import queue
+import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,6 +43,8 @@ import torch
 from aiohttp import web
 
 logger = logging.getLogger("rewards.serve_rm")
+
+READY_LINE = "rewards.serve_rm listening on "  # followed by http://HOST:PORT, the port actually bound
 
 
 @dataclass
@@ -228,18 +234,34 @@ def load_scorer(
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago. Only for "nothing listens here" (a closed port in
+    tests): a server must bind port 0 itself, since another process may take this one meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _pump_output(stream, ready: queue.Queue, tail: collections.deque, log) -> None:
+    """Drain the child's output (so a full pipe never blocks it), copy it to ``log``, keep its tail,
+    and hand over the bound port from the readiness line; None when the output ends."""
+    announced = False
+    for line in stream:
+        tail.append(line)
+        if log is not None:
+            log.write(line)
+            log.flush()
+        if not announced and line.startswith(READY_LINE):
+            announced = True
+            ready.put(int(line.rsplit(":", 1)[1]))
+    ready.put(None)
 
 
 @contextlib.contextmanager
 def serve_in_subprocess(
     model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None, startup_timeout_s: float = 120.0
 ):
-    """Run this server for ``model_dir`` in a child process on a free loopback port; yields the
-    port once ``/health`` answers, and stops the process on exit."""
-    port = free_port()
+    """Run this server for ``model_dir`` in a child process on a loopback port it binds itself
+    (port 0); yields that port once the server announces it listens, and stops the process on exit."""
     command = [
         sys.executable,
         "-m",
@@ -247,7 +269,7 @@ def serve_in_subprocess(
         "--model",
         str(model_dir),
         "--port",
-        str(port),
+        "0",
         "--threads",
         str(threads),
     ]
@@ -255,35 +277,59 @@ def serve_in_subprocess(
         command += ["--served-model-name", served_model_name]
     log = open(log_path, "w") if log_path else None
     process = subprocess.Popen(
-        command, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
     )
+    ready: queue.Queue = queue.Queue()
+    tail: collections.deque = collections.deque(maxlen=40)
+    pump = threading.Thread(target=_pump_output, args=(process.stdout, ready, tail, log), daemon=True)
+    pump.start()
     try:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            if process.poll() is not None:
-                detail = f"see {log_path}" if log else process.stderr.read()[-2000:]
-                raise RuntimeError(f"rewards.serve_rm exited with {process.returncode} before serving: {detail}")
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"rewards.serve_rm did not answer /health on port {port} within {startup_timeout_s:.0f} s"
-                )
-            time.sleep(0.2)
+        try:
+            port = ready.get(timeout=startup_timeout_s)
+        except queue.Empty:
+            raise TimeoutError(
+                f"rewards.serve_rm did not report a listening port within {startup_timeout_s:.0f} s"
+            ) from None
+        if port is None:
+            process.wait(timeout=30)
+            detail = f"see {log_path}" if log else "".join(tail)[-2000:]
+            raise RuntimeError(f"rewards.serve_rm exited with {process.returncode} before serving: {detail}")
         yield port
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        pump.join(timeout=10)
+        process.stdout.close()
         if log:
             log.close()
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, announcing the bound port once it listens."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        print(f"{READY_LINE}http://{host}:{bound}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="local directory of a sequence-classification model")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0: a free port chosen by the OS (announced on stdout)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--served-model-name", default=None, help="name clients send as 'model' (default: --model)")
     parser.add_argument("--max-batch-size", type=int, default=32)
@@ -293,7 +339,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scorer = load_scorer(args.model, args.max_batch_size, args.max_wait_ms, args.max_length, args.threads)
-    web.run_app(build_app(scorer, args.served_model_name or args.model), host=args.host, port=args.port, print=None)
+    asyncio.run(_serve(build_app(scorer, args.served_model_name or args.model), args.host, args.port))
 
 
 if __name__ == "__main__":
