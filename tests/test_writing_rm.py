@@ -8,6 +8,7 @@ import requests
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from recipe.rlmr.dev.tiny_assets import CHATML_TEMPLATE
 from rewards.config import WritingRMConfig
 from rewards.fake_servers import FakeRM
 from rewards.http import RewardCallError
@@ -53,14 +54,20 @@ def test_each_wire_format_gives_the_model_scores(rm_server, rm_dir, tokenizer, b
     assert scores == pytest.approx(direct_scores(rm_dir, tokenizer, RESPONSES), abs=1e-4)
 
 
-def test_concurrent_calls_travel_in_micro_batches():
+@pytest.mark.parametrize("reverse_rows", [False, True], ids=["rows-in-order", "rows-reversed"])
+def test_concurrent_calls_travel_in_micro_batches(reverse_rows):
+    """FakeRM scores a text by its length (len / 100); every text here has its own length, so a
+    score handed to the wrong caller inside a micro-batch shows. Expected values come from the texts."""
+    texts = [f"r{'.' * i}" for i in (7, 0, 19, 3, 11, 5, 16, 1, 9, 14, 2, 18, 6, 12, 4, 17, 8, 13, 10, 15)]
+    assert len({len(t) for t in texts}) == len(texts)
     with FakeRM(keep_bodies=True) as server:
-        texts = [f"response number {i}" for i in range(20)]
+        server.reverse_rows = reverse_rows  # rows answered last first, each with its index
         rm = client(server.url, _IdentityTokenizer(), micro_batch_size=8, micro_batch_wait_ms=20)
         scores = score_all(rm, texts)
-    sizes = sorted(len(body["input"]) for body in server.log.bodies)
-    assert sizes == [4, 8, 8] and server.log.requests == 3
-    assert scores == pytest.approx([FakeRM.answer({"input": t})["data"][0]["probs"][0] for t in texts])
+    batches = sorted((body["input"] for body in server.log.bodies), key=lambda batch: texts.index(batch[0]))
+    assert [len(batch) for batch in batches] == [8, 8, 4] and server.log.requests == 3
+    assert [text for batch in batches for text in batch] == texts  # each batch in call order
+    assert scores == [pytest.approx(len(t) / 100.0, abs=1e-9) for t in texts]
 
 
 @pytest.mark.parametrize("fault", ["status_5xx", "malformed", "truncated"])
@@ -83,7 +90,7 @@ def test_persistent_failure_raises_after_bounded_retries():
 def test_hang_is_cut_by_the_timeout():
     with FakeRM() as server:
         server.inject(hang=1)
-        [score] = score_all(client(server.url, _IdentityTokenizer(), http={"timeout_s": 0.3, "max_retries": 1}), ["x"])
+        [score] = score_all(client(server.url, _IdentityTokenizer(), http={"timeout_s": 1.0, "max_retries": 1}), ["x"])
     assert score == pytest.approx(0.01)
 
 
@@ -120,3 +127,28 @@ class _IdentityTokenizer:
 
     def __call__(self, text, add_special_tokens=False):
         return {"input_ids": list(range(len(text.split())))}
+
+
+BOS = "<|endoftext|>"
+PLAIN = "<|im_start|>user\nWrite one line about the sea.<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n"
+
+
+def bos_tokenizer(rm_dir, template_prefix):
+    """The tiny RM's tokenizer with a BOS token, its chat template prefixed by ``template_prefix``."""
+    tokenizer = AutoTokenizer.from_pretrained(str(rm_dir), bos_token=BOS)
+    tokenizer.chat_template = template_prefix + CHATML_TEMPLATE
+    return tokenizer
+
+
+def test_leading_bos_is_stripped_once_and_nothing_else(rm_dir):
+    one = client("http://127.0.0.1:1", bos_tokenizer(rm_dir, "{{ bos_token }}"))
+    assert one.format(MESSAGES, "The sea.") == PLAIN.format("The sea.")
+    # a BOS string inside the text is the text's own and stays
+    assert one.format(MESSAGES, f"{BOS}The sea.{BOS}") == PLAIN.format(f"{BOS}The sea.{BOS}")
+    two = client("http://127.0.0.1:1", bos_tokenizer(rm_dir, "{{ bos_token }}{{ bos_token }}"))
+    assert two.format(MESSAGES, "The sea.") == BOS + PLAIN.format("The sea.")  # only the first is removed
+
+
+def test_text_without_a_leading_bos_is_left_alone(rm_dir):
+    rm = client("http://127.0.0.1:1", bos_tokenizer(rm_dir, ""))
+    assert rm.format(MESSAGES, "The sea.") == PLAIN.format("The sea.")
