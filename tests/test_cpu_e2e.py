@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+from data_prep.cli import main as data_prep
 from recipe.rlmr.cpu import launch
 from recipe.rlmr.dev.demo import read_scalars
 
@@ -26,13 +27,23 @@ STEPS = 3
 PROMPTS, SAMPLES = 4, 8
 
 
+IFEVAL_PROMPTS = 16
+
+
 @pytest.fixture(scope="module")
 def verl_run(tmp_path_factory):
-    """``python -m verl.trainer.main_ppo`` with the RLMR config, the CPU backend and tiny assets."""
+    """``python -m verl.trainer.main_ppo`` with the RLMR config, the CPU backend and tiny assets; a
+    validation pass before training over the writing val set and the first IFEval prompts."""
     workdir = tmp_path_factory.mktemp("cpu-e2e")
-    two_updates_per_step = [
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS // 2}",
+    ifeval = workdir / "ifeval.parquet"
+    assert data_prep(["ifeval", "--output", str(ifeval), "--limit", str(IFEVAL_PROMPTS), "--no-progress"]) == 0
+    writing_val = workdir / "data_word_limit" / "val.parquet"  # built by launch.run below
+    extra = [
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS // 2}",  # two updates per step
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={PROMPTS // 2 * SAMPLES}",
+        f"data.val_files=[{writing_val},{ifeval}]",
+        "trainer.val_before_train=true",
+        f"trainer.validation_data_dir={workdir / 'validation'}",
     ]
     result = launch.run(
         workdir,
@@ -41,15 +52,16 @@ def verl_run(tmp_path_factory):
         timeout_s=600,
         samples_per_prompt=SAMPLES,
         data="word_limit",
-        extra=two_updates_per_step,
+        extra=extra,
     )
     log = (workdir / "trainer.log").read_text(errors="replace")
     assert result.returncode == 0, log[-6000:]
-    return workdir, log, read_scalars(workdir / "tensorboard")
+    scalars = read_scalars(workdir / "tensorboard")
+    return workdir, log, {step: metrics for step, metrics in scalars.items() if step > 0}, scalars.get(0, {})
 
 
 def test_every_step_is_logged_with_the_rlmr_metrics(verl_run):
-    _, log, scalars = verl_run
+    _, log, scalars, _ = verl_run
     assert sorted(scalars) == list(range(1, STEPS + 1))
     for step, metrics in scalars.items():
         for tag in (
@@ -72,7 +84,7 @@ def test_every_step_is_logged_with_the_rlmr_metrics(verl_run):
 
 def test_no_reward_call_failed(verl_run):
     """Both counters: the filter drops groups with an invalid reward before the batch's own count is taken."""
-    _, _, scalars = verl_run
+    _, _, scalars, _ = verl_run
     for step, metrics in scalars.items():
         assert metrics["rlmr/invalid_rewards"] == 0, step
         assert metrics["rlmr/filter/dropped_invalid_reward"] == 0, step
@@ -81,7 +93,7 @@ def test_no_reward_call_failed(verl_run):
 
 def test_every_violator_gets_a_negative_advantage_at_every_step(verl_run):
     """Mixed groups appear at every step by construction; in them even the best-scored violator is below zero."""
-    _, _, scalars = verl_run
+    _, _, scalars, _ = verl_run
     for step, metrics in scalars.items():
         assert metrics["rlmr/groups_mixed"] >= 1, f"step {step} had no group with both kinds"
         assert metrics["rlmr/adv_violators_max"] < 0, step
@@ -91,7 +103,7 @@ def test_every_violator_gets_a_negative_advantage_at_every_step(verl_run):
 
 def test_the_policy_moves_at_every_step(verl_run):
     """A nonzero gradient, and the second mini-batch's log-probs differ from those the step started with."""
-    _, _, scalars = verl_run
+    _, _, scalars, _ = verl_run
     for step, metrics in scalars.items():
         assert metrics["actor/grad_norm"] > 0, step
         assert metrics["actor/ppo_kl"] != 0, step
@@ -102,10 +114,52 @@ def test_rollout_weights_follow_the_actor(verl_run):
     with the weights the actor just trained (and the policy moved at every step, see above). Both
     compute in fp32, so in sync they agree to ~2e-7 (mean |log-ppl| difference per sequence); with
     the weight load switched off the same run measured 1.1e-3 at step 2 and 1.6e-3 at step 3."""
-    _, _, scalars = verl_run
+    _, _, scalars, _ = verl_run
     for metrics in scalars.values():
         assert metrics["rollout_corr/log_ppl_abs_diff"] < 1e-5
         assert metrics["training/rollout_probs_diff_max"] < 1e-6
+
+
+def test_validation_reports_ifeval_figures_equal_to_lm_evals(verl_run):
+    """verl validates per data source; on the IFEval set the four figures equal lm-eval's own scoring
+    of the very responses the run generated (read back from verl's validation dump)."""
+    import json
+
+    import pyarrow.parquet as pq
+    from langdetect import DetectorFactory
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    DetectorFactory.seed = 0  # as rewards.constraints seeds it: langdetect samples at random otherwise
+
+    workdir, _, _, validation = verl_run
+    rows = pq.read_table(workdir / "ifeval.parquet").to_pylist()
+    spec_to_doc = {}
+    for row in rows:
+        spec = json.loads(row["reward_model"]["ground_truth"])
+        ids = [c["instruction_id"] for c in spec["constraints"]]
+        kwargs = [c["kwargs"] for c in spec["constraints"]]
+        prompt = row["prompt"][-1]["content"]
+        spec_to_doc[row["reward_model"]["ground_truth"]] = {
+            "key": 0,
+            "prompt": prompt,
+            "instruction_id_list": ids,
+            "kwargs": kwargs,
+        }
+    dumped = [json.loads(line) for line in (workdir / "validation" / "0.jsonl").read_text().splitlines()]
+    scored = [process_results(spec_to_doc[d["gts"]], [d["output"]]) for d in dumped if d["gts"] in spec_to_doc]
+    assert len(scored) == IFEVAL_PROMPTS
+    expected = {
+        "prompt_level_strict_acc": sum(s["prompt_level_strict_acc"] for s in scored) / len(scored),
+        "prompt_level_loose_acc": sum(s["prompt_level_loose_acc"] for s in scored) / len(scored),
+        "inst_level_strict_acc": sum(map(sum, (s["inst_level_strict_acc"] for s in scored)))
+        / sum(len(s["inst_level_strict_acc"]) for s in scored),
+        "inst_level_loose_acc": sum(map(sum, (s["inst_level_loose_acc"] for s in scored)))
+        / sum(len(s["inst_level_loose_acc"]) for s in scored),
+    }
+    for figure, value in expected.items():
+        assert validation[f"val-core/ifeval/instruction_following/{figure}"] == pytest.approx(value), figure
+    # the writing val set is reported beside it, under its own data source
+    assert "val-core/rlmr_word_limit/instruction_following/prompt_level_strict_acc" in validation
 
 
 def test_make_demo_runs_the_recipe_entry_filters_groups_and_names_its_outputs(tmp_path):
