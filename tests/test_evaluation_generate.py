@@ -201,7 +201,12 @@ def test_generate_ctrl_c_writes_the_answers_so_far(tmp_path):
         command = [sys.executable, "-m", "evaluation", "generate", "--base-url", server.url, "--model", "m"]
         command += ["--prompts", str(tmp_path / "p.jsonl"), "--output", str(output), "--concurrency", "1"]
         process = subprocess.Popen(
-            [*command, "--no-progress"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE
+            [*command, "--no-progress"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=subprocess.PIPE,
+            # a shell's background job inherits SIGINT ignored, and the child would never see the Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 300
         while server.requests < 3:
