@@ -10,7 +10,9 @@ After the last retry ``ChatError`` is raised; callers list or count the failure,
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -112,3 +114,21 @@ def _strip_v1(url: str) -> str:
     """Accept both ``http://host:port`` and ``http://host:port/v1`` (what OpenAI clients are given)."""
     url = url.rstrip("/")
     return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+def load_json_answer(text: str, who: str) -> Any:
+    """The JSON a judge or critic was asked for: the whole answer, or the one ```json fenced object in it.
+
+    ``who`` names the model in the ValueError raised when it is not JSON.
+    """
+    body = text.strip()
+    fenced = _FENCE.findall(body)
+    if len(fenced) == 1:
+        body = fenced[0]
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{who} answer is not JSON: {text[:200]!r}") from err

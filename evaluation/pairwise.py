@@ -11,16 +11,14 @@ parsed after retries is invalid: counted and excluded.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
 import sys
 from collections import defaultdict
 from typing import Any
 
 from tqdm import tqdm
 
-from evaluation.chat import ChatClient, ChatError
+from evaluation.chat import ChatClient, ChatError, load_json_answer
 from evaluation.files import EvalInputError, markdown_table, read_responses
 
 JUDGE_PROMPT_VERSION = "rlmr-pairwise-judge-v1"
@@ -43,19 +41,9 @@ def build_messages(prompt: str, first: str, second: str) -> list[dict[str, str]]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
-
-
 def parse_winner(text: str) -> str:
     """``first``, ``second`` or ``tie``; ValueError unless the answer is the JSON we asked for."""
-    body = text.strip()
-    fenced = _FENCE.findall(body)
-    if len(fenced) == 1:
-        body = fenced[0]
-    try:
-        answer = json.loads(body)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"judge answer is not JSON: {text[:200]!r}") from err
+    answer = load_json_answer(text, "judge")
     winner = answer.get("winner") if isinstance(answer, dict) else None
     if not isinstance(winner, str) or winner.strip().lower() not in ("first", "second", "tie"):
         raise ValueError(f"judge answer has no winner first/second/tie: {text[:200]!r}")

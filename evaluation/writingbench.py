@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from collections import defaultdict
 from typing import Any
 
 from tqdm import tqdm
 
-from evaluation.chat import ChatClient, ChatError
+from evaluation.chat import ChatClient, ChatError, load_json_answer
 from evaluation.files import EvalInputError, markdown_table, read_prompts, read_responses, resolve
 
 CRITIC_PROMPT_VERSION = "rlmr-writingbench-critic-v1"
@@ -47,19 +46,9 @@ def build_messages(query: str, response: str, criterion: dict[str, Any]) -> list
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
-
-
 def parse_score(text: str) -> int:
     """The integer score of a critic answer; ValueError unless it is the JSON we asked for, 1-10."""
-    body = text.strip()
-    fenced = _FENCE.findall(body)
-    if len(fenced) == 1:
-        body = fenced[0]
-    try:
-        answer = json.loads(body)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"critic answer is not JSON: {text[:200]!r}") from err
+    answer = load_json_answer(text, "critic")
     if not isinstance(answer, dict) or "score" not in answer:
         raise ValueError(f"critic answer has no 'score': {text[:200]!r}")
     score = answer["score"]
