@@ -43,9 +43,10 @@ from tqdm import tqdm
 
 from data_prep.augment import row_rng
 from data_prep.dedup import NearDuplicateIndex
-from data_prep.phrasing import KWARG_TYPES, RELATIONS, check_kwarg_types, ensure_stated
+from data_prep.phrasing import RELATIONS, ensure_stated
 from data_prep.readers import InputError, read_rows
 from data_prep.shapes import FieldMap, Rejected, parse_record
+from rewards.constraints import KWARG_TYPES, check_kwarg_types
 from rewards.spec import JudgeConstraint, RuleConstraint
 
 # The request sent to the model for every candidate. {examples}, {count} and {catalog} are filled in

@@ -19,10 +19,8 @@ costs nothing; a missing one makes the reward unfair):
 Judge constraints count as stated when most of their content words (four letters or more, or
 CJK characters) appear in the prompt.
 
-Also here: ``KWARG_TYPES``, the value type of every kwarg of every known instruction id. The
-shared ``rewards.constraints.validate_kwargs`` builds IFEval's description to validate, which does
-not catch every wrong type (``keywords: "rain"`` would be iterated letter by letter), so
-``check_kwarg_types`` adds a strict type check on top.
+Kwarg value types are declared in ``rewards.constraints`` (``KWARG_TYPES``), which every spec
+is validated against.
 """
 
 from __future__ import annotations
@@ -32,55 +30,6 @@ from typing import Any
 
 from rewards.spec import JudgeConstraint, RuleConstraint
 
-INT, STR, STR_LIST, BOOL = "integer", "string", "list of strings", "boolean"
-
-# kwarg name -> type, for every kwarg of the known instruction ids (IFEval's and rlmr:*)
-KWARG_TYPES: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "num_words",
-            "num_sentences",
-            "num_paragraphs",
-            "nth_paragraph",
-            "num_placeholders",
-            "num_bullets",
-            "num_highlights",
-            "num_sections",
-            "frequency",
-            "let_frequency",
-            "capital_frequency",
-            "min_words",
-            "max_words",
-            "min_chars",
-            "max_chars",
-            "min_lines",
-            "max_lines",
-            "min_stanzas",
-            "max_stanzas",
-        ],
-        INT,
-    ),
-    **dict.fromkeys(
-        [
-            "keyword",
-            "relation",
-            "letter",
-            "let_relation",
-            "language",
-            "first_word",
-            "postscript_marker",
-            "section_spliter",
-            "prompt_to_repeat",
-            "end_phrase",
-            "capital_relation",
-            "title",
-        ],
-        STR,
-    ),
-    "keywords": STR_LIST,
-    "forbidden_words": STR_LIST,
-    "count_whitespace": BOOL,
-}
 RELATIONS = ("less than", "at least")  # IFEval's comparison words
 _NOT_EVIDENCE = {
     "relation",
@@ -91,26 +40,6 @@ _NOT_EVIDENCE = {
     "section_spliter",
     "prompt_to_repeat",  # the request itself, usually: IFEval's wording does not quote it
 }
-
-
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind == INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == STR:
-        return isinstance(value, str) and bool(value.strip())
-    if kind == STR_LIST:
-        return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
-    return isinstance(value, bool)
-
-
-def check_kwarg_types(instruction_id: str, kwargs: dict[str, Any]) -> None:
-    """Raise ValueError naming the first kwarg whose value has the wrong type."""
-    for name, value in kwargs.items():
-        kind = KWARG_TYPES.get(name)
-        if kind is None:
-            raise ValueError(f"{instruction_id}: no type known for kwarg {name!r}")
-        if not _type_ok(kind, value):
-            raise ValueError(f"{instruction_id}: kwarg {name!r} must be a {kind}, got {value!r}")
 
 
 _NEGATION = (

@@ -111,6 +111,78 @@ _RLMR_CHECKS: dict[str, tuple[Callable[..., bool], tuple[str, ...], tuple[str, .
 }
 
 
+INT, STR, STR_LIST, BOOL = "integer", "string", "list of strings", "boolean"
+_ARTICLE = {INT: "an", STR: "a", STR_LIST: "a", BOOL: "a"}
+
+# kwarg name -> type, for every kwarg of the known instruction ids (IFEval's and rlmr:*)
+KWARG_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "num_words",
+            "num_sentences",
+            "num_paragraphs",
+            "nth_paragraph",
+            "num_placeholders",
+            "num_bullets",
+            "num_highlights",
+            "num_sections",
+            "frequency",
+            "let_frequency",
+            "capital_frequency",
+            "min_words",
+            "max_words",
+            "min_chars",
+            "max_chars",
+            "min_lines",
+            "max_lines",
+            "min_stanzas",
+            "max_stanzas",
+        ],
+        INT,
+    ),
+    **dict.fromkeys(
+        [
+            "keyword",
+            "relation",
+            "letter",
+            "let_relation",
+            "language",
+            "first_word",
+            "postscript_marker",
+            "section_spliter",
+            "prompt_to_repeat",
+            "end_phrase",
+            "capital_relation",
+            "title",
+        ],
+        STR,
+    ),
+    "keywords": STR_LIST,
+    "forbidden_words": STR_LIST,
+    "count_whitespace": BOOL,
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == STR:
+        return isinstance(value, str) and bool(value.strip())
+    if kind == STR_LIST:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+    return isinstance(value, bool)
+
+
+def check_kwarg_types(instruction_id: str, kwargs: dict[str, Any]) -> None:
+    """Raise ValueError naming the first kwarg whose value has the wrong type."""
+    for name, value in kwargs.items():
+        kind = KWARG_TYPES.get(name)
+        if kind is None:
+            raise ValueError(f"{instruction_id}: no type known for kwarg {name!r}")
+        if not _type_ok(kind, value):
+            raise ValueError(f"{instruction_id}: kwarg {name!r} must be {_ARTICLE[kind]} {kind}, got {value!r}")
+
+
 @functools.lru_cache(maxsize=1)
 def known_instruction_ids() -> frozenset[str]:
     return frozenset(_ifeval()[0]) | frozenset(_RLMR_CHECKS)
@@ -122,7 +194,11 @@ def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
 
 
 def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
-    """Raise ValueError unless ``kwargs`` fit ``instruction_id`` (names, required ones, value types)."""
+    """Raise ValueError unless ``kwargs`` fit ``instruction_id`` (names, required ones, value types).
+
+    Types are checked against ``KWARG_TYPES`` first: IFEval's own description builder accepts some
+    wrong types silently (``keywords: "rain"`` is iterated letter by letter)."""
+    given = {name: value for name, value in kwargs.items() if value is not None}
     if instruction_id in _RLMR_CHECKS:
         check, bounds, required = _RLMR_CHECKS[instruction_id]
         allowed = _parameters(check)
@@ -144,6 +220,7 @@ def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
             isinstance(w, str) and w.strip() for w in kwargs["forbidden_words"]
         ):
             raise ValueError(f"{instruction_id}: forbidden_words must be a list of non-empty strings")
+        check_kwarg_types(instruction_id, given)
         return
 
     registry, _ = _ifeval()
@@ -159,6 +236,7 @@ def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:
             f"{instruction_id}: kwargs {sorted(kwargs)} do not fit; "
             f"expected exactly {sorted(set(allowed) - {'prompt'})}"
         )
+    check_kwarg_types(instruction_id, given)
     try:
         instruction.build_description(**kwargs)
     except Exception as err:  # IFEval raises ValueError/TypeError on bad values

@@ -127,6 +127,15 @@ def test_results_come_back_in_order_and_empty_responses_fail():
         ("rlmr:word_range", {"max_words": "80"}, "non-negative integer"),
         ("rlmr:title", {"titel": "x"}, "unexpected kwargs"),
         ("rlmr:forbidden_words", {"forbidden_words": [""]}, "non-empty strings"),
+        # IFEval's own description builder takes these silently; KWARG_TYPES refuses them
+        ("keywords:existence", {"keywords": "rain"}, "'keywords' must be a list of strings, got 'rain'"),
+        (
+            "length_constraints:number_words",
+            {"num_words": "5", "relation": "less than"},
+            "'num_words' must be an integer",
+        ),
+        ("length_constraints:number_words", {"num_words": True, "relation": "less than"}, "must be an integer"),
+        ("keywords:frequency", {"keyword": " ", "frequency": 2, "relation": "at least"}, "must be a string"),
     ],
 )
 def test_bad_kwargs_are_refused_with_a_reason(instruction_id, kwargs, message):
@@ -171,3 +180,12 @@ def test_spec_from_ifeval_row_drops_null_kwargs():
 def test_bad_specs_are_refused(value, message):
     with pytest.raises(ValueError, match=message):
         ConstraintSpec.parse(value)
+
+
+def test_every_kwarg_of_every_known_instruction_has_a_declared_type():
+    from rewards.constraints import _RLMR_CHECKS, KWARG_TYPES, _ifeval, _parameters
+
+    registry, _ = _ifeval()
+    names = {n for cls in registry.values() for n in _parameters(cls.build_description) if n != "prompt"}
+    names |= {n for check, _, _ in _RLMR_CHECKS.values() for n in _parameters(check)}
+    assert names - set(KWARG_TYPES) == set()
