@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import math
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,9 @@ from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
+from rewards.fake_servers import READY_LINE as FAKE_READY_LINE
 from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
+from rewards.serve_rm import announced_server
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 
 TASK = "Write a four-line poem about the harbour at night. Mention 'lantern'. At most 60 words."
@@ -79,33 +79,9 @@ def make_rows(tokenizer, prompts: int, samples: int) -> list[DataProto]:
 @contextlib.contextmanager
 def server_process(kind: str, service_ms: float, slots: int):
     """A scripted server in its own process (it must not share the client's GIL); yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "rewards.fake_servers",
-        kind,
-        "--port",
-        str(port),
-        "--service-ms",
-        str(service_ms),
-        "--slots",
-        str(slots),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    command = [sys.executable, "-m", "rewards.fake_servers", kind, "--service-ms", str(service_ms)]
+    with announced_server(command + ["--slots", str(slots)], FAKE_READY_LINE) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def compose_config(overrides: list[str]):

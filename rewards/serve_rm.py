@@ -241,7 +241,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _pump_output(stream, ready: queue.Queue, tail: collections.deque, log) -> None:
+def _pump_output(stream, ready_line: str, ready: queue.Queue, tail: collections.deque, log) -> None:
     """Drain the child's output (so a full pipe never blocks it), copy it to ``log``, keep its tail,
     and hand over the bound port from the readiness line; None when the output ends."""
     announced = False
@@ -250,10 +250,47 @@ def _pump_output(stream, ready: queue.Queue, tail: collections.deque, log) -> No
         if log is not None:
             log.write(line)
             log.flush()
-        if not announced and line.startswith(READY_LINE):
+        if not announced and line.startswith(ready_line):
             announced = True
             ready.put(int(line.rsplit(":", 1)[1]))
     ready.put(None)
+
+
+@contextlib.contextmanager
+def announced_server(command: list[str], ready_line: str, log_path=None, startup_timeout_s: float = 120.0):
+    """Run a server ``command`` that binds port 0 and prints ``ready_line`` + ``http://HOST:PORT``;
+    yield that port once announced, and stop the process on exit. Used for this module's server
+    and for ``rewards.fake_servers`` run as a process."""
+    name = " ".join(command[1:3])
+    log = open(log_path, "w") if log_path else None
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    )
+    ready: queue.Queue = queue.Queue()
+    tail: collections.deque = collections.deque(maxlen=40)
+    pump = threading.Thread(target=_pump_output, args=(process.stdout, ready_line, ready, tail, log), daemon=True)
+    pump.start()
+    try:
+        try:
+            port = ready.get(timeout=startup_timeout_s)
+        except queue.Empty:
+            raise TimeoutError(f"{name} did not report a listening port within {startup_timeout_s:.0f} s") from None
+        if port is None:
+            process.wait(timeout=30)
+            detail = f"see {log_path}" if log else "".join(tail)[-2000:]
+            raise RuntimeError(f"{name} exited with {process.returncode} before serving: {detail}")
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        pump.join(timeout=10)
+        process.stdout.close()
+        if log:
+            log.close()
 
 
 @contextlib.contextmanager
@@ -275,37 +312,8 @@ def serve_in_subprocess(
     ]
     if served_model_name:
         command += ["--served-model-name", served_model_name]
-    log = open(log_path, "w") if log_path else None
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
-    )
-    ready: queue.Queue = queue.Queue()
-    tail: collections.deque = collections.deque(maxlen=40)
-    pump = threading.Thread(target=_pump_output, args=(process.stdout, ready, tail, log), daemon=True)
-    pump.start()
-    try:
-        try:
-            port = ready.get(timeout=startup_timeout_s)
-        except queue.Empty:
-            raise TimeoutError(
-                f"rewards.serve_rm did not report a listening port within {startup_timeout_s:.0f} s"
-            ) from None
-        if port is None:
-            process.wait(timeout=30)
-            detail = f"see {log_path}" if log else "".join(tail)[-2000:]
-            raise RuntimeError(f"rewards.serve_rm exited with {process.returncode} before serving: {detail}")
+    with announced_server(command, READY_LINE, log_path, startup_timeout_s) as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-        pump.join(timeout=10)
-        process.stdout.close()
-        if log:
-            log.close()
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:

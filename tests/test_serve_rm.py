@@ -45,3 +45,13 @@ def test_serve_rm_output_goes_to_the_log_file_when_given(tmp_path):
         with serve_in_subprocess(tmp_path / "no-model-here", log_path=log):
             pass
     assert "no-model-here" in log.read_text() and "Traceback" in log.read_text()
+
+
+def test_announced_server_runs_a_fake_server_process_on_the_port_it_announced():
+    from rewards.serve_rm import announced_server
+
+    command = [sys.executable, "-m", "rewards.fake_servers", "judge"]
+    with announced_server(command, FAKE_READY_LINE) as port:
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).text == "ok"
+    with pytest.raises(requests.ConnectionError):  # stopped on exit
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
