@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.verl-rlmr-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint docs demo bench clean
+.PHONY: install test lint docs demo experiment bench clean
 
 # CPU machines: the constraints file pins the CPU torch wheel in the same pip call as verl.
 $(STAMP): setup.py requirements/constraints-cpu.txt
@@ -32,6 +32,12 @@ lint: $(STAMP)
 DEMO_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/python -m recipe.rlmr.dev.demo $(DEMO_ARGS)
+
+# The length-hacking contrast (docs/experiment.md): writing-only vs fixed-weight vs RLMR, real training
+# runs on CPU with the tiny policy; outputs under ./rlmr-experiment (e.g. EXPERIMENT_ARGS="--policy smollm2").
+EXPERIMENT_ARGS ?=
+experiment: $(STAMP)
+	$(BIN)/python -m recipe.rlmr.experiment --workdir rlmr-experiment $(EXPERIMENT_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/advantage_overhead.py

@@ -1,0 +1,178 @@
+"""``python -m recipe.rlmr.experiment``: run the arms, then write metrics.csv, summary.md, curves.png.
+
+    python -m recipe.rlmr.experiment --workdir DIR [--policy tiny|smollm2]
+        [--arms writing_only,fixed_weight,rlmr] [--steps N] [--seeds 0,1] [--device cpu|cuda] [overrides...]
+
+Each arm is a real training run through verl's trainer, identical except algorithm.rlmr.mode:
+same policy, prompts (one "fewer than N words" limit each), length-biased writing RM (score =
+characters / 100), seeds, learning rate, sampling and filter setting (off). Anything after the
+options is a Hydra override applied to every run. A progress line is printed per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from recipe.rlmr.experiment.aggregate import run_rows, untrained_violation_rate
+from recipe.rlmr.experiment.policies import POLICIES
+from recipe.rlmr.experiment.report import plot, summary_markdown, write_csv
+from recipe.rlmr.experiment.runner import Plan, run_one
+from recipe.rlmr.schema import MODES
+
+DEFAULT_ARMS = "writing_only,fixed_weight,rlmr"
+
+
+def _csv_list(text: str, cast=str) -> list:
+    items = [cast(item.strip()) for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _arms(text: str) -> list[str]:
+    arms = _csv_list(text)
+    unknown = [arm for arm in arms if arm not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown arm(s) {unknown}: an arm is an algorithm.rlmr.mode, one of {MODES}")
+    if len(set(arms)) != len(arms):
+        raise argparse.ArgumentTypeError(f"arms repeat: {arms}")
+    return arms
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m recipe.rlmr.experiment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--workdir", required=True, help="assets, runs and the outputs go here")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="tiny", help="the policy to train (default tiny)")
+    parser.add_argument(
+        "--arms", type=_arms, default=_arms(DEFAULT_ARMS), help=f"algorithm.rlmr.mode per arm (default {DEFAULT_ARMS})"
+    )
+    parser.add_argument("--steps", type=int, default=12, help="training steps per run (default 12)")
+    parser.add_argument(
+        "--seeds", type=lambda t: _csv_list(t, int), default=[0], help="seeds, one run per arm and seed (default 0)"
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cpu: the CPU backend; cuda: verl's CUDA platform"
+    )
+    size = parser.add_argument_group("problem size (default: the policy's, see recipe/rlmr/experiment/policies.py)")
+    size.add_argument("--word-limit", type=int, help="the prompts' limit: fewer than N words")
+    size.add_argument("--response-length", type=int, help="response token budget")
+    size.add_argument("--prompts", type=int, help="prompts per step")
+    size.add_argument("--samples", type=int, help="samples per prompt")
+    size.add_argument("--lr", type=float, help="actor learning rate")
+    parser.add_argument("--timeout-s", type=float, default=None, help="give up on a run after this many seconds")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every run (after the experiment's)")
+    args = parser.parse_intermixed_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    return args
+
+
+def _policy(args: argparse.Namespace):
+    policy = POLICIES[args.policy]
+    changes = {
+        "word_limit": args.word_limit,
+        "response_length": args.response_length,
+        "prompts_per_step": args.prompts,
+        "samples_per_prompt": args.samples,
+        "lr": args.lr,
+    }
+    return replace(policy, **{key: value for key, value in changes.items() if value is not None})
+
+
+def _progress(arm: str, seed: int, steps: int):
+    def show(step: int, values: dict[str, float]) -> None:
+        def get(tag: str, fmt: str) -> str:
+            value = values.get(tag, math.nan)
+            return "-" if math.isnan(value) else fmt.format(value)
+
+        note = "  (untrained policy's rollout)" if step == 1 else ""
+        print(
+            f"[{arm} seed {seed}] step {step}/{steps}: violation rate {get('rlmr/violation_rate', '{:.2f}')}, "
+            f"words {get('rlmr/response_words_mean', '{:.1f}')}, writing {get('critic/score/mean', '{:.2f}')} "
+            f"(compliant {get('rlmr/writing_score_compliant_mean', '{:.2f}')}), violators' adv "
+            f"{get('rlmr/adv_violators_mean', '{:+.2f}')}, {get('timing_s/step', '{:.1f}')} s{note}",
+            flush=True,
+        )
+
+    return show
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from recipe.rlmr.dev.demo import read_scalars
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    policy = _policy(args)
+    started = time.monotonic()
+    print(
+        f"RLMR length-hacking experiment: policy {policy.name} ({policy.description}) on {args.device}; "
+        f"arms {', '.join(args.arms)}; seeds {', '.join(map(str, args.seeds))}; {args.steps} steps each\n"
+        f"  prompts: one 'fewer than {policy.word_limit} words' limit each; {policy.prompts_per_step} prompts x "
+        f"{policy.samples_per_prompt} samples x {policy.response_length} tokens per step; lr {policy.lr:g}; "
+        f"group filter off\n  writing RM: length-biased stand-in (score = characters / 100); outputs in {workdir}",
+        flush=True,
+    )
+    policy_path = policy.model_path(workdir)
+    if policy_path is not None:
+        print(f"  policy folder: {policy_path}", flush=True)
+    plan = Plan(
+        workdir, policy, args.arms, args.seeds, args.steps, args.device, policy_path, args.overrides, args.timeout_s
+    )
+
+    rows: list[dict] = []
+    wall_s: dict[str, list[float]] = {}
+    failed = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
+            result = run_one(plan, arm, seed, _progress(arm, seed, args.steps))
+            if result.returncode != 0:
+                tail = (result.workdir / "trainer.log").read_text(errors="replace").splitlines()[-30:]
+                print("\n".join(tail), file=sys.stderr)
+                print(f"[{arm} seed {seed}] the trainer failed (exit {result.returncode}): {result.workdir}")
+                failed.append((arm, seed))
+                continue
+            mine = run_rows(arm, seed, read_scalars(result.workdir / "tensorboard"))
+            rows.extend(mine)
+            wall_s.setdefault(arm, []).append(result.wall_s)
+            print(
+                f"[{arm} seed {seed}] done in {result.wall_s:.0f} s; untrained policy broke the limit in "
+                f"{untrained_violation_rate(mine):.0%} of step 1's responses",
+                flush=True,
+            )
+    if not rows:
+        print("no run finished; nothing to report", file=sys.stderr)
+        return 1
+
+    header = (
+        f"# RLMR length-hacking experiment: {policy.name} on {args.device}\n\n"
+        f"{policy.description}; 'fewer than {policy.word_limit} words'; {policy.prompts_per_step} prompts x "
+        f"{policy.samples_per_prompt} samples x {policy.response_length} tokens per step; lr {policy.lr:g}; "
+        f"{args.steps} steps; seeds {', '.join(map(str, args.seeds))}; writing RM: characters / 100 (length-biased "
+        "stand-in); group filter off. Each cell: mean over the first 3 steps → mean over the last 3 steps "
+        "(all seeds pooled)."
+    )
+    if args.overrides:
+        header += f" Extra overrides: `{' '.join(args.overrides)}`."
+    write_csv(rows, workdir / "metrics.csv")
+    (workdir / "summary.md").write_text(summary_markdown(rows, wall_s, header))
+    title = f"{policy.name} on {args.device}: '<{policy.word_limit} words', length-biased RM; seeds {args.seeds}"
+    plot(rows, workdir / "curves.png", title)
+    print("\n" + (workdir / "summary.md").read_text())
+    print(f"finished in {time.monotonic() - started:.0f} s")
+    for name in ("metrics.csv", "summary.md", "curves.png", "runs"):
+        print(f"  {name}: {workdir / name}")
+    if failed:
+        print(f"failed runs: {failed}", file=sys.stderr)
+        return 1
+    return 0

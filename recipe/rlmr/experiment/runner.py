@@ -1,0 +1,148 @@
+"""One real training run per arm and seed, identical except ``algorithm.rlmr.mode``.
+
+Every run goes through ``recipe.rlmr.cpu.launch.run`` (verl's ``main_ppo`` with the recipe config):
+the same assets (policy, data) built once under the workdir, the same length-biased writing RM
+(``rewards.fake_servers.FakeRM``), the same seed-dependent data order and sampling, learning rate
+and problem size. The group filter is off in every arm: it drops groups by their verdicts, which
+would hand the writing-only baseline a constraint signal of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recipe.rlmr.experiment.policies import Policy
+
+STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
+
+
+@dataclass
+class RunResult:
+    arm: str
+    seed: int
+    workdir: Path
+    returncode: int
+    wall_s: float
+
+
+@dataclass
+class Plan:
+    """What every run shares, and what makes each one its own."""
+
+    workdir: Path
+    policy: Policy
+    arms: list[str]
+    seeds: list[int]
+    steps: int
+    device: str = "cpu"
+    policy_path: Path | None = None  # Policy.model_path's answer, resolved once before the runs
+    overrides: list[str] = field(default_factory=list)
+    timeout_s: float | None = None
+
+    def run_dir(self, arm: str, seed: int) -> Path:
+        return self.workdir / "runs" / f"{arm}_seed{seed}"
+
+    def arm_overrides(self, arm: str, seed: int) -> list[str]:
+        """The Hydra overrides of one run on top of the launcher's; only the mode differs between arms."""
+        run_dir = self.run_dir(arm, seed)
+        return [
+            f"algorithm.rlmr.mode={arm}",
+            "algorithm.filter_groups.enable=false",
+            "trainer.total_epochs=1000",  # the step count decides: the prompt set is small, epochs are short
+            f"data.seed={seed}",
+            f"actor_rollout_ref.rollout.seed={seed}",  # the hf rollout seeds its sampling with it
+            f"trainer.experiment_name={arm}_seed{seed}",
+            f"hydra.run.dir={run_dir / 'hydra'}",  # the composed config lands in hydra/.hydra/config.yaml
+            *self.overrides,
+        ]
+
+
+def parse_step_line(line: str) -> tuple[int, dict[str, float]] | None:
+    """verl's console logger line ``step:N - tag:value - ...`` as (N, {tag: value}); None for other lines."""
+    match = STEP_LINE.search(line)
+    if not match:
+        return None
+    values = {}
+    for item in match.group(2).split(" - "):
+        tag, sep, value = item.rpartition(":")
+        if not sep:
+            continue
+        try:
+            values[tag.strip()] = float(value)
+        except ValueError:
+            continue
+    return int(match.group(1)), values
+
+
+class LogFollower(threading.Thread):
+    """Follows a growing trainer log and calls ``on_step`` with each step line it finds."""
+
+    def __init__(self, path: Path, on_step: Callable[[int, dict[str, float]], None], poll_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.path, self.on_step, self.poll_s = path, on_step, poll_s
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        while not self.path.exists() and not self._stop.wait(self.poll_s):
+            pass
+        if not self.path.exists():
+            return
+        with open(self.path, errors="replace") as log:
+            pending = ""
+            while True:
+                chunk = log.read()
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    parsed = parse_step_line(line)
+                    if parsed:
+                        self.on_step(*parsed)
+                if not chunk and self._stop.wait(self.poll_s):
+                    break
+
+
+def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, float]], None]) -> RunResult:
+    """Train one arm with one seed; its logs, tensorboard and composed config under ``plan.run_dir``."""
+    from recipe.rlmr.cpu import launch
+
+    run_dir = plan.run_dir(arm, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+        stale.unlink()  # a rerun's figures show this run only
+    log_path = run_dir / "trainer.log"
+    if log_path.exists():
+        log_path.unlink()
+    follower = LogFollower(log_path, on_step)
+    follower.start()
+    started = time.monotonic()
+    try:
+        result = launch.run(
+            run_dir,
+            steps=plan.steps,
+            entry="verl",
+            extra=plan.arm_overrides(arm, seed),
+            log_path=log_path,
+            timeout_s=plan.timeout_s,
+            data="word_limit",
+            word_limit=plan.policy.word_limit,
+            device=plan.device,
+            reward_model="length",
+            policy=plan.policy_path,
+            assets_dir=plan.workdir / "assets",
+            prompts_per_step=plan.policy.prompts_per_step,
+            samples_per_prompt=plan.policy.samples_per_prompt,
+            response_length=plan.policy.response_length,
+            lr=plan.policy.lr,
+        )
+    finally:
+        follower.stop()
+    return RunResult(arm, seed, run_dir, result.returncode, time.monotonic() - started)
