@@ -117,15 +117,23 @@ class RLMRRewardManager(RewardManagerBase):
 
     async def _score(self, item, response: str, info: RewardInfo) -> None:
         messages = [dict(m) for m in item.non_tensor_batch["raw_prompt"]]
-        writing = asyncio.ensure_future(self._timed(self.writing_rm.score(messages, response)))
-        if not self.settings.overlap_backends:  # RM first, then the verdict (for measurement)
-            await asyncio.wait([writing])
+        # The spec first: a row without one is invalid whatever the RM says, so the RM is not asked.
         try:
             ground_truth = item.non_tensor_batch["reward_model"]["ground_truth"]
             spec = _parse_spec(ground_truth) if isinstance(ground_truth, str) else ConstraintSpec.parse(ground_truth)
         except (KeyError, ValueError) as err:
-            writing.cancel()
             raise ValueError(f"row has no usable constraint spec in reward_model.ground_truth: {err}") from err
+        writing = asyncio.ensure_future(self._timed(self.writing_rm.score(messages, response)))
+        try:
+            await self._verify(messages, response, spec, writing, info)
+        finally:  # left early (an exception, the sample timeout): never leave the RM call running unobserved
+            if not writing.done():
+                writing.cancel()
+
+    async def _verify(self, messages, response: str, spec: ConstraintSpec, writing: asyncio.Future, info) -> None:
+        """The verdict (rules, then the judge), then the writing score from the already started RM call."""
+        if not self.settings.overlap_backends:  # RM first, then the verdict (for measurement)
+            await asyncio.wait([writing])
         info.num_constraints = len(spec.constraints)
         task = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 

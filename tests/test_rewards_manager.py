@@ -290,6 +290,23 @@ def test_unusable_ground_truth_is_invalid_with_the_reason(rm_server, rm_dir, jud
     assert judge.log.requests == 0
 
 
+def test_unusable_spec_leaves_no_reward_model_call_behind(rm_server, rm_dir, judge):
+    """The spec is parsed before the RM is asked: a row that is invalid anyway starts no RM call, so
+    none is left unawaited ("coroutine ... was never awaited") or running unobserved."""
+    manager, tokenizer = manager_for(rm_server, rm_dir, judge.url)
+    score, started = manager.writing_rm.score, []
+
+    def recording_score(messages, response):
+        started.append(response)
+        return score(messages, response)
+
+    manager.writing_rm.score = recording_score
+    unusable = {"style": "rule", "ground_truth": "{not json"}
+    [bad, good] = run(manager, rows(tokenizer, [(POEM, NO_LANTERN, unusable), (POEM, GOOD, SPEC)]))
+    assert bad["reward_extra_info"]["reward_valid"] == 0 and good["reward_extra_info"]["reward_valid"] == 1
+    assert started == [GOOD]
+
+
 def token_level_rewards(results, length=4):
     """verl's [B, T] token-level rewards: each reward_score on its last response token."""
     rewards = torch.zeros(len(results), length)
