@@ -152,6 +152,42 @@ class JudgeConfig(BackendConfig):
     max_tokens: int = Field(1024, ge=16, description="Completion token limit of a verdict.")
 
 
+class PreflightConfig(StrictConfig):
+    """``reward.rlmr.preflight``: probe every configured reward endpoint before any model weight loads."""
+
+    enable: bool = Field(
+        True,
+        description="Before any worker starts, score one tiny sample with the writing RM (its tokenizer loaded) "
+        "and ask the judge for one verdict, with the clients training uses; a failure stops the run naming "
+        "the endpoint and the error. An RM that verl serves is not probed (it does not exist yet).",
+    )
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds each endpoint's probe may take, retries included (connection refused, 4xx and wrong "
+        "answers fail sooner; only a hanging endpoint takes this long).",
+    )
+
+
+class FailureBudgetConfig(StrictConfig):
+    """``reward.rlmr.failure_budget``: stop a run whose rewards keep failing instead of training on nothing."""
+
+    enable: bool = Field(True, description="Check every training step's share of failed rewards.")
+    max_invalid_fraction: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="A step fails when more than this fraction of the trajectories scored for it (trained on, "
+        "dropped by the group filter, or discarded as surplus) have reward_valid = 0.",
+    )
+    consecutive_steps: int = Field(
+        3,
+        ge=1,
+        description="The run stops with an error naming the failing backends after this many failing steps in a "
+        "row; a step within the budget resets the count.",
+    )
+
+
 class RewardConfig(StrictConfig):
     """``reward.rlmr``: the `rlmr` reward manager (writing score + all-or-nothing constraint verdict)."""
 
@@ -171,6 +207,13 @@ class RewardConfig(StrictConfig):
         True,
         description="Ask the writing RM and the verifier at the same time (true) or one after the other "
         "(false, for measurement and debugging only).",
+    )
+
+    preflight: PreflightConfig = Field(
+        default_factory=PreflightConfig, description="Probe the reward endpoints before any weight loads."
+    )
+    failure_budget: FailureBudgetConfig = Field(
+        default_factory=FailureBudgetConfig, description="Stop the run when rewards keep failing."
     )
 
     @classmethod
