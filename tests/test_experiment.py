@@ -103,6 +103,25 @@ def test_parse_verl_console_step_line():
     assert parse_step_line("Training Progress: 3/4") is None
 
 
+def test_log_follower_reports_each_step_line_once_also_when_written_in_pieces(tmp_path):
+    import time
+
+    from recipe.rlmr.experiment.runner import LogFollower
+
+    log, seen = tmp_path / "trainer.log", []
+    follower = LogFollower(log, lambda step, values: seen.append((step, values)), poll_s=0.02)
+    follower.start()  # before the file exists, as when the trainer has not started yet
+    log.write_text("starting\n(TaskRunnerV1 pid=1) step:1 - a:1.0\n")
+    with open(log, "a") as handle:
+        handle.write("step:2 - a:2")  # half a line: not reported until it ends
+        handle.flush()
+        time.sleep(0.2)
+        handle.write(".5\n")
+    follower.stop()  # reads what is left before it ends
+    assert seen == [(1, {"a": 1.0}), (2, {"a": 2.5})]
+    assert not follower.is_alive()
+
+
 def test_arms_differ_only_in_mode(tmp_path):
     plan = Plan(tmp_path, POLICIES["tiny"], ["writing_only", "rlmr"], [0], 2, overrides=["trainer.foo=1"])
     a, b = plan.arm_overrides("writing_only", 0), plan.arm_overrides("rlmr", 0)

@@ -85,19 +85,20 @@ class LogFollower(threading.Thread):
     def __init__(self, path: Path, on_step: Callable[[int, dict[str, float]], None], poll_s: float = 0.5):
         super().__init__(daemon=True)
         self.path, self.on_step, self.poll_s = path, on_step, poll_s
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(timeout=10)
 
     def run(self) -> None:
-        while not self.path.exists() and not self._stop.wait(self.poll_s):
+        while not self.path.exists() and not self._done.wait(self.poll_s):
             pass
         if not self.path.exists():
             return
         with open(self.path, errors="replace") as log:
             pending = ""
+            finishing = False
             while True:
                 chunk = log.read()
                 pending += chunk
@@ -106,8 +107,11 @@ class LogFollower(threading.Thread):
                     parsed = parse_step_line(line)
                     if parsed:
                         self.on_step(*parsed)
-                if not chunk and self._stop.wait(self.poll_s):
+                if chunk:
+                    continue
+                if finishing:  # stopped, and everything written before the stop has been read
                     break
+                finishing = self._done.wait(self.poll_s)
 
 
 def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, float]], None]) -> RunResult:
