@@ -2,16 +2,17 @@
 
 Loaded by ``import verl`` through the ``verl.plugins`` entry point of the installed
 ``verl-rlmr`` distribution, or through ``VERL_USE_EXTERNAL_MODULES=recipe.rlmr.plugin`` where the
-package is only on ``PYTHONPATH``. It does two things:
+package is only on ``PYTHONPATH``. It does three things:
 
 1. registers ``rlmr`` with verl's advantage-estimator registry (cheap, done at once);
 2. installs the RLMR-aware V1 trainer classes (``recipe.rlmr.trainer``) right after
-   ``verl.trainer.ppo.v1`` is imported, and the ``rlmr`` reward manager (``rewards.manager``)
-   right after verl's reward-manager registry is. Those modules cost seconds to import, so only
-   the processes that use them pay for it.
+   ``verl.trainer.ppo.v1`` is imported, the ``rlmr`` reward manager (``rewards.manager``)
+   right after verl's reward-manager registry is, and the name of the ``hf`` rollout
+   (``recipe.rlmr.rollout``) right after ``verl.workers.rollout`` is. Those verl modules cost
+   seconds to import, so only the processes that use them pay for it.
 3. only with ``VERL_PLATFORM=cpu``: the opt-in CPU backend (``recipe.rlmr.cpu``): the ``cpu``
-   platform and the gloo backend fix at once, the CPU FSDP engines and the ``hf`` rollout when
-   verl imports its engine and rollout packages.
+   platform and the gloo backend fix at once, the CPU FSDP engines when verl imports its engine
+   package.
 
 verl swallows exceptions raised by plugins (logged at debug level only), so every failure here is
 printed to stderr with its traceback before it is re-raised.
@@ -40,19 +41,19 @@ def _shout(what: str) -> None:
     logger.error(message.strip())
 
 
-# verl module -> our module that registers into it when imported. Both verl modules cost
+# verl module -> our module that registers into it when imported. These verl modules cost
 # seconds to import, so we wait until a process imports them itself (the TaskRunner imports the
-# V1 trainers, reward-loop workers the reward managers).
+# V1 trainers, reward-loop workers the reward managers, rollout users the rollout package).
 _INSTALL_AFTER = {
     "verl.trainer.ppo.v1": "recipe.rlmr.trainer",  # RLMR-aware V1 trainer classes
     "verl.experimental.reward_loop.reward_manager": "rewards.manager",  # the `rlmr` reward manager
+    "verl.workers.rollout": "recipe.rlmr.rollout",  # the `hf` rollout's name (its module loads on use)
 }
 
 
 # Added to _INSTALL_AFTER only when the CPU backend is asked for (VERL_PLATFORM=cpu).
 _CPU_INSTALL_AFTER = {
     "verl.workers.engine.fsdp.transformer_impl": "recipe.rlmr.cpu.engines",  # FSDP engines for device cpu
-    "verl.workers.rollout": "recipe.rlmr.cpu.hf_rollout",  # the `hf` rollout replica and adapter
 }
 
 
@@ -120,7 +121,7 @@ class _WatchImports(importlib.abc.MetaPathFinder):
 
 
 def register() -> None:
-    """Register the estimator now and the trainer classes now or when V1 is imported."""
+    """Register the estimator now, and each of ``_INSTALL_AFTER`` now or when verl imports its module."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
 
     from recipe.rlmr.verdicts import rlmr_estimator

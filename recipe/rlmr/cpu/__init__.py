@@ -8,9 +8,11 @@ untouched. What it adds to verl, through verl's extension points:
                need the fake GPU slots the run declares with ``ray_init.num_gpus``)
     engines    verl's FSDP/FSDP2 training engines registered for device ``cpu``
     patches    two small fixes for spots verl gives no hook for (see ``patches``)
-    hf_rollout an ``hf`` rollout: a Ray actor serving the agent loop with transformers'
-               ``generate``, batched, with weight sync from the actor after every step
     launch     the Hydra overrides a CPU run needs, and the tiny assets it trains on
+
+The rollout a CPU run uses, ``hf`` (``recipe.rlmr.rollout.hf``), is not part of the backend: it
+is registered in every process, whatever the platform, and generates on CPU when the replica's
+worker has no GPU.
 """
 
 from __future__ import annotations

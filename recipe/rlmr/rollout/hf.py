@@ -1,17 +1,27 @@
 """An ``hf`` rollout for verl: transformers' ``generate`` behind verl's replica interface.
 
-Three pieces, in the places verl looks for them:
+Three pieces, in the places verl looks for them (registered by name in ``recipe.rlmr.rollout``):
 
-``HFRolloutServer``   a Ray actor holding a ``AutoModelForCausalLM`` on CPU. The agent loop calls
-                      ``generate`` once per trajectory, concurrently; requests that arrive while
-                      a batch runs are queued and run together as the next batch (grouped by
-                      sampling parameters), so ``generate`` sees as many rows as are waiting.
+``HFRolloutServer``   a Ray actor holding an ``AutoModelForCausalLM`` on one device. The agent
+                      loop calls ``generate`` once per trajectory, concurrently; requests that
+                      arrive while a batch runs are queued and run together as the next batch
+                      (grouped by sampling parameters), so ``generate`` sees as many rows as are
+                      waiting.
 ``HFReplica``         ``RolloutReplica`` subclass (``RolloutReplicaRegistry`` name ``hf``) that
-                      starts one server per replica.
+                      starts one server per replica, on the node and the device of the replica's
+                      first worker (``rollout_device``).
 ``HFServerAdapter``   the actor-side ``BaseRollout`` (``_ROLLOUT_REGISTRY[("hf", "async")]``).
                       After each step verl hands it the full ``(name, tensor)`` weights; it
                       copies them to host tensors and ships them to its server through Ray's
                       object store, then tells the server the new ``global_steps``.
+
+Device and dtype: the server generates on the GPU its replica's first worker trains on (same
+visible devices, same index), in ``rollout.dtype``; when that worker has no GPU (the CPU backend,
+or a CPU-only machine) it generates on CPU in float32, which CPUs run fastest and which the CPU
+launcher's fp32 actor reproduces to ~1e-7. ``RLMR_HF_ROLLOUT_DEVICE=cpu`` keeps it on CPU anyway.
+Every tensor the server builds is built on the model's device, and every tensor it receives
+(weights from the object store arrive on the host) is copied onto it; what it hands back
+(token ids, log-probs, ``get_weight``) is on the host.
 
 Log-probs are ``log_softmax(logits / temperature)`` of the chosen token, the quantity verl's
 actor recomputes, so ``training/rollout_probs_diff_*`` measures only numerical drift when the
@@ -37,13 +47,85 @@ from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 logger = logging.getLogger(__name__)
 
-ROLLOUT_NAME = "hf"
 BATCH_WINDOW_S = 0.01  # how long a request that finds the server idle waits for company
+DEVICE_ENV = "RLMR_HF_ROLLOUT_DEVICE"  # "auto" (default): the worker's GPU if it has one; "cpu": always CPU
+THREADS_ENV = "RLMR_HF_ROLLOUT_THREADS"  # torch threads of a CPU server (default: the process's)
 
 
 def server_actor_name(replica_rank: int, name_suffix: str = "") -> str:
     """The Ray actor name the replica gives its server and the adapter looks up."""
     return f"rlmr_hf_server_{replica_rank}{name_suffix}"
+
+
+@dataclass(frozen=True)
+class WorkerDevice:
+    """Where a replica's first worker computes, as that worker sees it.
+
+    ``kind`` is verl's device name there ("cuda", "cpu", ...); ``index`` is its torch device index
+    when it holds a usable GPU, else None; ``visible_envvar``/``visible`` name the platform's
+    visible-devices variable and its value in the worker (None: unset), which the server copies
+    so that the same index means the same GPU in both processes.
+    """
+
+    kind: str
+    index: int | None = None
+    visible_envvar: str | None = None
+    visible: str | None = None
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.kind == "cuda" and self.index is not None
+
+
+def describe_worker_device() -> WorkerDevice:
+    """Run inside a verl worker: the device its engine uses (verl's platform, then torch)."""
+    from verl.plugin.platform import get_platform
+    from verl.utils.device import get_device_name
+
+    kind = get_device_name()
+    if kind != "cuda" or not torch.cuda.is_available():
+        return WorkerDevice(kind=kind)  # verl names "cuda" on a CPU-only machine too: no usable GPU
+    envvar = get_platform().visible_devices_envvar()
+    return WorkerDevice(kind, torch.cuda.current_device(), envvar, os.environ.get(envvar))
+
+
+def rollout_device(worker: WorkerDevice | None, requested: str = "auto") -> str:
+    """The torch device the server generates on: the worker's GPU (``cuda:<its index>``) when it
+    has one and ``requested`` is "auto", else "cpu". ``requested`` is ``$RLMR_HF_ROLLOUT_DEVICE``."""
+    requested = (requested or "auto").strip().lower()
+    if requested not in ("auto", "cpu"):
+        raise ValueError(f"{DEVICE_ENV}={requested!r}: expected 'auto' (the worker's GPU if it has one) or 'cpu'")
+    if requested == "cpu" or worker is None or not worker.has_gpu:
+        return "cpu"
+    return f"cuda:{worker.index}"
+
+
+def server_env_vars(worker: WorkerDevice | None, device: str, noset_envvars: list[str]) -> dict[str, str]:
+    """Environment the server's Ray actor needs so that ``device`` names the worker's GPU there.
+
+    The server asks Ray for no GPU (it shares the worker's), so Ray must leave the visible-devices
+    variable alone (verl's ``RAY_EXPERIMENTAL_NOSET_*`` names, as verl's vLLM servers do) and the
+    server gets the worker's value of it. A CPU server needs nothing."""
+    if device == "cpu" or worker is None:
+        return {}
+    env = {name: "1" for name in noset_envvars}
+    if worker.visible_envvar and worker.visible is not None:
+        env[worker.visible_envvar] = worker.visible
+    return env
+
+
+def rollout_dtype(device: str, configured: str) -> torch.dtype:
+    """float32 on CPU (bf16 is slow there); ``actor_rollout_ref.rollout.dtype`` on a GPU."""
+    if device == "cpu":
+        return torch.float32
+    from verl.utils.torch_dtypes import PrecisionType
+
+    try:
+        return PrecisionType.to_dtype(configured)
+    except RuntimeError:
+        raise ValueError(
+            f"actor_rollout_ref.rollout.dtype={configured!r}: expected bfloat16, float16 or float32"
+        ) from None
 
 
 def _model_path(model_config) -> str:
@@ -69,24 +151,39 @@ class _StopWhenAborted:
         self.event = event
 
     def __call__(self, input_ids, scores, **kwargs):
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        # on input_ids' device: generate combines it with its own per-row flags there
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class HFRolloutServer:
-    """Token-in/token-out generation with a transformers model on CPU (one per replica)."""
+    """Token-in/token-out generation with a transformers model on ``device`` (one per replica).
 
-    def __init__(self, config, model_config, replica_rank: int = 0, num_threads: int | None = None):
+    ``device`` is a torch device ("cpu", "cuda:0", ...), normally ``rollout_device(...)`` as the
+    replica resolved it; the dtype follows from it (``rollout_dtype``)."""
+
+    def __init__(
+        self, config, model_config, replica_rank: int = 0, num_threads: int | None = None, device: str = "cpu"
+    ):
         from transformers import AutoModelForCausalLM, StoppingCriteriaList
 
         self.config = omega_conf_to_dataclass(config)
         self.replica_rank = replica_rank
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"hf rollout: asked to generate on {device} but this process sees no GPU "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                f"set {DEVICE_ENV}=cpu to keep the rollout on CPU"
+            )
         if num_threads:
             torch.set_num_threads(num_threads)
-        # sampling draws from this process's torch RNG; seed it per replica (batch composition
-        # still depends on request timing, so runs are repeatable only roughly)
+        # sampling draws from this process's torch RNG (CPU and CUDA alike); seed it per replica
+        # (batch composition still depends on request timing, so runs are repeatable only roughly)
         torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
         path = _model_path(model_config)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+        self.dtype = rollout_dtype(str(self.device), self.config.dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, attn_implementation="sdpa")
+        self.model.to(self.device)
         self.model.eval()
         generation = self.model.generation_config
         self.eos_ids = self._as_list(generation.eos_token_id) or self._as_list(self.model.config.eos_token_id)
@@ -193,6 +290,7 @@ class HFRolloutServer:
         for row, request in enumerate(batch):  # left padding: every row ends where generation starts
             input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids) :] = 1
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)  # built on host, once
         sample = temperature > 0
         started = time.perf_counter()
         out = self.model.generate(
@@ -216,7 +314,8 @@ class HFRolloutServer:
         if out.logits:
             logits = torch.stack(out.logits, dim=1).float()  # (rows, steps, vocab): raw, before warpers
             scaled = torch.log_softmax(logits / (temperature if sample else 1.0), dim=-1)
-            logprobs = scaled.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
+            logprobs = scaled.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1).cpu()  # (rows, steps)
+        new_tokens = new_tokens.cpu()  # one transfer; the per-row lists below read host memory
         self.stats["batches"] += 1
         self.stats["rows"] += len(batch)
         self.stats["max_rows"] = max(self.stats["max_rows"], len(batch))
@@ -245,7 +344,8 @@ class HFRolloutServer:
     # ---- weights ----------------------------------------------------------------------------
 
     async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: int | None = None) -> dict:
-        """Copy ``named_tensors`` (full HF-named tensors) into the model; unknown names are an error."""
+        """Copy ``named_tensors`` (full HF-named tensors, any device and float dtype) into the model,
+        onto its device and dtype; unknown names and wrong shapes are an error."""
         async with self._model_lock:
             # state_dict, not named_parameters: tied weights (lm_head = embed_tokens) keep both names
             targets = self.model.state_dict(keep_vars=True)
@@ -259,7 +359,7 @@ class HFRolloutServer:
                         raise ValueError(
                             f"hf rollout: {name} has shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}"
                         )
-                    target.copy_(tensor)
+                    target.copy_(tensor)  # copy_ moves host tensors onto the model's device and casts to its dtype
             self.weight_version += 1
             self.stats["weight_updates"] += 1
             if global_steps is not None:
@@ -267,11 +367,17 @@ class HFRolloutServer:
             return {"updated": len(named_tensors), "weight_version": self.weight_version}
 
     async def get_weight(self, name: str) -> torch.Tensor:
-        """One parameter, as the server holds it (for checks that weight sync happened)."""
-        return dict(self.model.named_parameters())[name].detach().clone()
+        """One parameter, in the server's dtype, on the host (for checks that weight sync happened)."""
+        return dict(self.model.named_parameters())[name].detach().to("cpu", copy=True)
 
     async def get_stats(self) -> dict:
-        return dict(self.stats, weight_version=self.weight_version, global_steps=self.global_steps)
+        return dict(
+            self.stats,
+            weight_version=self.weight_version,
+            global_steps=self.global_steps,
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
 
     # ---- partial rollout: abort and resume --------------------------------------------------
 
@@ -295,13 +401,16 @@ class HFRolloutServer:
         self._reject = False
         self._open.set()
 
-    # ---- memory management: weights live in host RAM, so these have nothing to free ---------
+    # ---- memory management: the weights stay where they are (small models), so these have ----
+    # ---- nothing to free but the KV-cache blocks torch's allocator keeps on a GPU          ----
 
     async def wake_up(self):
         return None
 
     async def sleep(self):
         async with self._model_lock:  # let a running batch finish first
+            if self.device.type == "cuda":  # hand the cached KV blocks back to the actor's process
+                torch.cuda.empty_cache()
             return None
 
     async def clear_kv_cache(self):
@@ -320,24 +429,45 @@ class HFRolloutServer:
         return None
 
 
+def _node_and_device(worker) -> tuple[str, WorkerDevice]:
+    """Run inside the replica's first worker (through ``__ray_call__``)."""
+    return ray.get_runtime_context().get_node_id(), describe_worker_device()
+
+
 class HFReplica(RolloutReplica):
-    """One ``HFRolloutServer`` per replica, on the node of the replica's first worker."""
+    """One ``HFRolloutServer`` per replica, on the node and the device of the replica's first worker.
+
+    The server asks Ray for no CPU and no GPU: it shares the worker's (as verl's hybrid engines
+    share theirs), so it is placed by node affinity and finds the GPU through ``server_env_vars``.
+    """
 
     async def launch_servers(self):
+        from verl.plugin.platform import get_platform
+
         name = server_actor_name(self.replica_rank, self.name_suffix)
         options = {"name": name, "max_concurrency": self.max_concurrency, "num_cpus": 0}
+        worker = None
         if self.workers:
-            node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
+            node_id, worker = await self.workers[0].__ray_call__.remote(_node_and_device)
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-        threads = int(os.environ.get("RLMR_HF_ROLLOUT_THREADS", "0")) or None
+        device = rollout_device(worker, os.environ.get(DEVICE_ENV, "auto"))
+        env_vars = server_env_vars(worker, device, get_platform().ray_noset_envvars())
+        if env_vars:
+            options["runtime_env"] = {"env_vars": env_vars}
+        threads = int(os.environ.get(THREADS_ENV, "0")) or None
         server = (
             ray.remote(HFRolloutServer)
             .options(**options)
             .remote(
-                config=self.config, model_config=self.model_config, replica_rank=self.replica_rank, num_threads=threads
+                config=self.config,
+                model_config=self.model_config,
+                replica_rank=self.replica_rank,
+                num_threads=threads,
+                device=device,
             )
         )
-        await server.get_stats.remote()  # raises here if the model failed to load
+        stats = await server.get_stats.remote()  # raises here if the model failed to load
+        logger.info("hf rollout replica %d generates on %s in %s", self.replica_rank, stats["device"], stats["dtype"])
         self.servers = [server]
         self._server_handle = server
         self._server_address = f"hf-replica-{self.replica_rank}{self.name_suffix}"  # a key only: no HTTP
@@ -385,19 +515,14 @@ class HFServerAdapter(BaseRollout):
         return await self._server_handle().update_weights.remote(state, global_steps=global_steps)
 
 
-def _load_replica():
-    return HFReplica
-
-
-def register() -> None:
-    """Make ``actor_rollout_ref.rollout.name=hf`` known to verl (idempotent)."""
-    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
-    _ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
-
-
-__all__ = ["HFReplica", "HFRolloutServer", "HFServerAdapter", "ROLLOUT_NAME", "register", "server_actor_name"]
-
-register()  # imported by the plugin right after verl.workers.rollout, only with VERL_PLATFORM=cpu
+__all__ = [
+    "HFReplica",
+    "HFRolloutServer",
+    "HFServerAdapter",
+    "WorkerDevice",
+    "describe_worker_device",
+    "rollout_device",
+    "rollout_dtype",
+    "server_actor_name",
+    "server_env_vars",
+]
