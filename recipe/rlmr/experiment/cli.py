@@ -55,9 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--arms", type=_arms, default=_arms(DEFAULT_ARMS), help=f"algorithm.rlmr.mode per arm (default {DEFAULT_ARMS})"
     )
-    parser.add_argument("--steps", type=int, default=12, help="training steps per run (default 12)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per run (default 20)")
     parser.add_argument(
-        "--seeds", type=lambda t: _csv_list(t, int), default=[0], help="seeds, one run per arm and seed (default 0)"
+        "--seeds", type=lambda t: _csv_list(t, int), default=[0, 1], help="one run per arm and seed (default 0,1)"
     )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cpu: the CPU backend; cuda: verl's CUDA platform"

