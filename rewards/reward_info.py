@@ -73,6 +73,7 @@ RULE_OK_LOOSE = _key("rule_ok_loose")
 NUM_RULES = _key("num_rules")
 RULES_FOLLOWED_STRICT = _key("rules_followed_strict")
 RULES_FOLLOWED_LOOSE = _key("rules_followed_loose")
+REWARD_ERROR = _key("reward_error")
 
 # Who provides the verdicts, for error messages.
 VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"
