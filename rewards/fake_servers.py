@@ -3,8 +3,8 @@
 A 72B judge cannot run here, so ``FakeJudge`` speaks the real OpenAI chat-completions wire
 protocol and decides by rule: a constraint is satisfied when the response contains the phrase
 quoted in it ('like this'); unquoted constraints are satisfied. Faults are scripted per server:
-the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, hang, or be wrong (the
-opposite verdict, a negated score). ``FakeRM`` answers
+the next N answers can be HTTP 5xx, malformed JSON, truncated JSON, hang, be wrong (the
+opposite verdict, a negated score), or come in another protocol's shape. ``FakeRM`` answers
 vLLM ``/classify`` with a score derived from the text. Both can hold a fixed service time and a
 concurrency cap (``slots``), which is what the throughput benchmark needs.
 
@@ -44,6 +44,7 @@ class Faults:
     wrong: int = 0  # a well-formed answer with the opposite verdicts (judge) or a negated score (RM)
     status_429: int = 0  # HTTP 429 Too Many Requests (worth retrying)
     status_400: int = 0  # HTTP 400 Bad Request (not worth retrying)
+    wrong_shape: int = 0  # valid JSON in another protocol's shape (RM: SGLang rows; judge: prose, no verdict JSON)
 
 
 @dataclass
@@ -110,6 +111,9 @@ class _LoopbackServer:
                     status = int(fault.removeprefix("status_"))
                     self.log.answered[str(status)] += 1
                     return web.json_response({"error": {"message": "scripted failure", "code": status}}, status=status)
+                if fault == "wrong_shape":
+                    self.log.answered["wrong_shape"] += 1
+                    return web.json_response(self.wrong_shape_answer(body))
                 payload = json.dumps(answer(body, wrong=fault == "wrong"))
                 if fault == "malformed":
                     self.log.answered["malformed"] += 1
@@ -121,6 +125,9 @@ class _LoopbackServer:
                 return web.Response(text=payload, content_type="application/json")
             finally:
                 self.log.in_flight -= 1
+
+    def wrong_shape_answer(self, body: dict) -> dict:
+        raise NotImplementedError
 
     async def _health(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -185,6 +192,12 @@ class FakeJudge(_LoopbackServer):
             "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(content.split())},
         }
 
+    def wrong_shape_answer(self, body: dict) -> dict:
+        """A chat completion whose content is prose, not the verdict JSON (a model ignoring the format)."""
+        answer = self.answer(body)
+        answer["choices"][0]["message"]["content"] = "The response satisfies every constraint."
+        return answer
+
     def _wrapped_answer(self, body: dict, wrong: bool = False) -> dict:
         answer = self.answer(body, wrong=wrong)
         if self.wrap_content is not None:
@@ -215,6 +228,11 @@ class FakeRM(_LoopbackServer):
             for i, t in enumerate(texts)
         ]
         return {"object": "list", "data": data}
+
+    def wrong_shape_answer(self, body: dict) -> dict:
+        """SGLang's embeddings rows where vLLM's classify rows belong (a backend set to the wrong server)."""
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return {"object": "list", "data": [{"index": i, "embedding": [len(t) / 100.0]} for i, t in enumerate(texts)]}
 
     def _ordered_answer(self, body: dict, wrong: bool = False) -> dict:
         answer = self.answer(body, wrong=wrong)

@@ -1,12 +1,16 @@
 """`DRY_RUN=1 bash recipe/rlmr/scripts/run_*.sh`: compose and check a launch, start nothing.
 
-    python -m recipe.rlmr.dry_run [hydra overrides...]
+    python -m recipe.rlmr.dry_run [--preflight] [hydra overrides...]
 
 Composes ``rlmr_trainer`` with the overrides against the installed verl (an unknown or misspelled
 key fails here, as Hydra's struct mode refuses it), refuses verl's legacy top-level
 ``reward_model.*`` / ``custom_reward_function.*`` keys (verl 0.9.1 silently ignores them), runs
 verl's ``validate_config``, builds verl's rollout config dataclass, runs the recipe's own checks,
 checks that a writing reward model is placed, and prints the settings that matter. No Ray, no GPU.
+
+The reward endpoints are not contacted (a dry run works on a laptop far from the cluster's servers)
+unless ``--preflight`` is given (``PREFLIGHT=1`` in the launch scripts): then ``rewards.preflight``
+also probes the writing RM and the judge, as the real launch does before any weight loads.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
 LEGACY_SECTIONS = ("reward_model", "custom_reward_function")
 
 
-def _compose(overrides: list[str]) -> DictConfig:
+def compose_recipe(overrides: list[str]) -> DictConfig:
+    """The recipe config (``rlmr_trainer`` over verl's ``ppo_trainer``) with Hydra ``overrides``."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         return compose(config_name="rlmr_trainer", overrides=overrides)
 
@@ -49,8 +54,8 @@ def check(overrides: list[str]) -> DictConfig:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    config = _compose(overrides)
-    default = _compose([])
+    config = compose_recipe(overrides)
+    default = compose_recipe([])
     legacy = [key for section in LEGACY_SECTIONS for key in _changed_keys(config, default, section)]
     if legacy:
         raise ValueError(f"legacy keys {legacy} are silently ignored by verl 0.9.1: use the reward.* group instead")
@@ -107,6 +112,17 @@ def summary(config: DictConfig) -> str:
         ("group filter", f"{config.algorithm.filter_groups.enable} (metric {config.algorithm.filter_groups.metric})"),
         ("writing RM", rm_place),
         ("judge", judge),
+        (
+            "preflight",
+            f"{'on' if rlmr.preflight.enable else 'off'} (timeout {rlmr.preflight.timeout_s} s per endpoint)",
+        ),
+        (
+            "failure budget",
+            f"stop after {rlmr.failure_budget.consecutive_steps} steps in a row with more than "
+            f"{rlmr.failure_budget.max_invalid_fraction:.0%} invalid rewards"
+            if rlmr.failure_budget.enable
+            else "off",
+        ),
         ("data", f"{config.data.train_files} / {config.data.val_files}"),
         ("outputs", trainer.default_local_dir),
     ]
@@ -116,13 +132,24 @@ def summary(config: DictConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
+    probe = "--preflight" in overrides
+    overrides = [arg for arg in overrides if arg != "--preflight"]
     try:
         config = check(overrides)
     except Exception as err:  # composition, validation: all are the user's to fix
         print(f"DRY RUN FAILED: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     print(summary(config))
-    print("DRY RUN OK: config composed and validated; nothing started")
+    if probe:
+        from rewards.preflight import preflight
+
+        config.reward.rlmr.preflight.enable = True  # asked for explicitly
+        try:
+            preflight(config)
+        except Exception as err:
+            print(f"DRY RUN FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+    print(f"DRY RUN OK: config composed and validated{'; reward endpoints answered' if probe else ''}; nothing started")
     return 0
 
 

@@ -4,7 +4,9 @@
 
 Same as ``python -m verl.trainer.main_ppo --config-path <recipe/rlmr/config> --config-name
 rlmr_trainer``, plus RLMR's own checks before anything starts (Ray, GPUs, rollout): a misconfigured
-run fails in seconds instead of after its first rollout.
+run fails in seconds instead of after its first rollout. The checks include the reward endpoints'
+preflight (``rewards.preflight``), here in the driver before Ray starts; the trainer runs it once more
+when it is built (that covers verl's own ``main_ppo``), which costs one request per endpoint.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def main(config: DictConfig) -> None:
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     validate_rlmr_config(config)
+    from rewards.preflight import preflight
+
+    preflight(config)
     run_ppo(config, task_runner_class=TaskRunnerV1)
 
 

@@ -110,7 +110,13 @@ if [[ -n "${JUDGE_URL:-}" ]]; then
     fi
 fi
 
+# DRY_RUN=1: compose and check, start nothing, contact nothing; with PREFLIGHT=1 also probe the
+# reward endpoints. A real launch always probes them before any weight loads (main_rlmr), unless
+# reward.rlmr.preflight.enable=false is passed.
 if [[ "${DRY_RUN:-0}" == "1" ]]; then
+    if [[ "${PREFLIGHT:-0}" == "1" ]]; then
+        exec "$PYTHON" -m recipe.rlmr.dry_run --preflight "${ARGS[@]}" "$@"
+    fi
     exec "$PYTHON" -m recipe.rlmr.dry_run "${ARGS[@]}" "$@"
 fi
 mkdir -p "$OUTPUT_DIR"
