@@ -136,7 +136,7 @@ def test_every_schema_field_is_documented():
 def test_the_generated_docs_are_current():
     assert gen_docs.main(["--check"]) == 0, "docs/config.md or docs/reward_info.md is stale: run `make docs`"
     page = (REPO / "docs" / "config.md").read_text()
-    assert "| `algorithm.rlmr.filter.poll_interval_s` | float | `2.0` |" in page
+    assert "| `algorithm.rlmr.replay_poll_interval_s` | float | `2.0` |" in page
     assert "| `reward.rlmr.judge.timeout_s` | float | `120.0` |" in page
 
 

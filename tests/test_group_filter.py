@@ -2,6 +2,8 @@
 TransferQueue, in the style of verl's own replay buffer tests (producers write finished groups,
 the buffer samples, a refiller supplies replacements)."""
 
+import time
+import types
 import uuid
 
 import numpy as np
@@ -52,6 +54,12 @@ def test_filter_settings_are_checked():
     with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.filter\.max_dropped_groups: Input should be greater"):
         settings(max_dropped_groups=-1)
     assert RLMRConfig.from_algorithm({}).filter == FilterConfig()
+    # the poll interval applies with the filter off too, so it moved out of the filter's section
+    with pytest.raises(ConfigError, match=r"poll_interval_s moved to algorithm\.rlmr\.replay_poll_interval_s"):
+        settings(poll_interval_s=0.2)
+    assert RLMRConfig.from_algorithm({"rlmr": {"replay_poll_interval_s": 0.2}}).replay_poll_interval_s == 0.2
+    with pytest.raises(ConfigError, match=r"algorithm\.rlmr\.replay_poll_interval_s: Input should be greater"):
+        RLMRConfig.from_algorithm({"rlmr": {"replay_poll_interval_s": 0}})
     assert (
         FilterConfig().drop_bound(train_batch_size=32) == 128 and FilterConfig(max_dropped_groups=5).drop_bound(32) == 5
     )
@@ -113,8 +121,9 @@ def make_buffer(refill, mode="sync", train_batch_size=2, **filter_settings):
         max_off_policy_strategy="drop",
         sampler_kwargs={},
         refill_fn=refill,
+        poll_interval=0.05,
         filter_groups_metric="rlmr",
-        rlmr_filter=(rlmr_filter := FilterConfig(poll_interval_s=0.05, **filter_settings)),
+        rlmr_filter=(rlmr_filter := FilterConfig(**filter_settings)),
         max_dropped_groups=rlmr_filter.drop_bound(train_batch_size),
         **(sync_sizing if mode == "sync" else {}),
     )
@@ -194,21 +203,21 @@ def test_missing_verdict_in_a_finished_group_is_a_clear_error(transfer_queue):
         make_buffer(Refiller(partition)).sample(global_steps=0, partition_id=partition, batch_size=1)
 
 
-def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
+def trainer_building_buffers(cls_name="RLMRTrainerSync", mode="sync", filter_metric="rlmr", poll_interval_s=0.5):
+    """An RLMR trainer with just what ``_build_replay_buffer`` reads (no workers, no Ray)."""
     from omegaconf import OmegaConf
-    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-    from recipe.rlmr.replay_buffer import RLMRReplayBuffer
-    from recipe.rlmr.trainer import RLMRTrainerSync
+    from recipe.rlmr import trainer as trainers
 
-    trainer = object.__new__(RLMRTrainerSync)
-    trainer.trainer_mode = "sync"
+    trainer = object.__new__(getattr(trainers, cls_name))
+    trainer.trainer_mode = mode
     trainer._add_prompts_to_generate = lambda n: n
+    filter_groups = {"enable": filter_metric is not None, "metric": filter_metric, "max_inflight_gen_batches": 3}
     trainer.config = OmegaConf.create(
         {
             "algorithm": {
-                "filter_groups": {"enable": True, "metric": "rlmr", "max_inflight_gen_batches": 3},
-                "rlmr": {"filter": {"high": 9.0, "poll_interval_s": 0.5}},
+                "filter_groups": filter_groups,
+                "rlmr": {"filter": {"high": 9.0}, "replay_poll_interval_s": poll_interval_s},
             },
             "reward": {"reward_model": {"enable": False, "enable_resource_pool": False}},
             "data": {"train_batch_size": 16},
@@ -219,24 +228,45 @@ def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
             },
         }
     )
+    return trainer
+
+
+def test_rlmr_trainer_builds_the_rlmr_buffer_with_verls_arguments():
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+
+    from recipe.rlmr.replay_buffer import RLMRReplayBuffer
+
+    trainer = trainer_building_buffers()
     buffer = trainer._build_replay_buffer()
     assert type(buffer) is RLMRReplayBuffer and isinstance(buffer, ReplayBuffer)
     assert (buffer.train_batch_size, buffer.gen_batch_size, buffer.max_inflight_gen_batches) == (16, 1, 3)
     assert buffer.poll_interval == 0.5 and buffer.rlmr_filter.high == 9.0 and buffer.max_dropped_groups == 64
-    trainer.config.algorithm.filter_groups.metric = "acc"  # plain DAPO: verl's own buffer, untouched
-    assert type(trainer._build_replay_buffer()) is ReplayBuffer
+    # plain DAPO, or no filter at all: verl's own buffer, built with verl's arguments and the recipe's interval
+    for metric, gen_batch_size in (("acc", 1), (None, 16)):
+        trainer.config.algorithm.filter_groups.enable = metric is not None
+        trainer.config.algorithm.filter_groups.metric = metric
+        buffer = trainer._build_replay_buffer()
+        assert type(buffer) is ReplayBuffer and buffer.filter_groups_metric == metric
+        assert (buffer.poll_interval, buffer.gen_batch_size, buffer.refill_fn(7)) == (0.5, gen_batch_size, 7)
 
     from recipe.rlmr.replay_buffer import RLMRReplayBufferAsync
-    from recipe.rlmr.trainer import RLMRTrainerColocateAsync
 
-    async_trainer = object.__new__(RLMRTrainerColocateAsync)
-    async_trainer.trainer_mode = "colocate_async"
-    async_trainer._add_prompts_to_generate = lambda n: n
-    async_trainer.config = trainer.config
-    async_trainer.config.algorithm.filter_groups.metric = "rlmr"
-    buffer = async_trainer._build_replay_buffer()
-    assert type(buffer) is RLMRReplayBufferAsync
+    buffer = trainer_building_buffers("RLMRTrainerColocateAsync", "colocate_async")._build_replay_buffer()
+    assert type(buffer) is RLMRReplayBufferAsync and buffer.poll_interval == 0.5
     assert buffer.train_batch_size is None and buffer.max_dropped_groups == 64  # bound still from data.train_batch_size
+    async_buffer = trainer_building_buffers("RLMRTrainerColocateAsync", "colocate_async", None)._build_replay_buffer()
+    assert type(async_buffer) is ReplayBufferAsync and async_buffer.poll_interval == 0.5
+
+
+def test_a_custom_sampler_is_left_as_verl_built_it(tmp_path):
+    """trainer.v1.sampler.custom_sampler owns its settings; the recipe does not rebuild it."""
+    (tmp_path / "my_sampler.py").write_text(
+        "from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer\n\nclass MySampler(ReplayBuffer):\n    pass\n"
+    )
+    trainer = trainer_building_buffers(filter_metric=None)
+    trainer.config.trainer.v1.sampler.custom_sampler = {"path": str(tmp_path / "my_sampler.py"), "name": "MySampler"}
+    buffer = trainer._build_replay_buffer()
+    assert type(buffer).__name__ == "MySampler" and buffer.poll_interval == 2.0
 
 
 def test_reward_metrics_summarise_the_reward_side():
@@ -294,3 +324,27 @@ def test_async_buffer_evicts_and_refills_exactly(transfer_queue):
     assert sampled_uids(batch) == set(good) | set(refill.uids)
     assert (metrics["rlmr/filter/dropped_no_signal"], metrics["rlmr/filter/dropped_invalid_reward"]) == (1, 1)
     assert metrics["rlmr/filter/resampled_prompts"] == 2
+
+
+@pytest.mark.ray
+def test_with_the_filter_off_every_group_is_kept_and_polled_at_the_recipes_interval(transfer_queue, monkeypatch):
+    """The buffer the RLMR trainer builds with the filter off is verl's: it drops nothing, not even groups
+    RLMR's filter would drop, and it waits ``replay_poll_interval_s`` between polls (recorded, not slept)."""
+    from verl.trainer.ppo.v1 import replay_buffer as verl_replay_buffer
+
+    partition = f"train-{uuid.uuid4().hex[:8]}"
+    produced = produce(partition, [GOOD, ALL_VIOLATE])
+    waits = []
+
+    def sleep(seconds):  # the buffer found too few groups: the last one finishes while it waits
+        waits.append(seconds)
+        produced.extend(produce(partition, [NO_SIGNAL]))
+
+    clock = types.SimpleNamespace(sleep=sleep, time=time.time)  # the buffer module's own view of `time` only
+    monkeypatch.setattr(verl_replay_buffer, "time", clock)
+    trainer = trainer_building_buffers(filter_metric=None, poll_interval_s=0.05)
+    trainer._add_prompts_to_generate = Refiller(partition)
+    batch, metrics = trainer._build_replay_buffer().sample(global_steps=0, partition_id=partition, batch_size=3)
+    assert waits == [0.05]
+    assert sampled_uids(batch) == set(produced) and len(batch.keys) == 3 * 4
+    assert trainer._add_prompts_to_generate.calls == [] and not any("filter" in key for key in metrics)

@@ -1,4 +1,4 @@
-"""``algorithm.rlmr``: the RLMR estimator's and group filter's settings, declared once.
+"""``algorithm.rlmr``: the RLMR estimator's, group filter's and replay buffer's settings, declared once.
 
 Read with ``RLMRConfig.from_algorithm(config.algorithm)``; an unknown key, a wrong type or an
 out-of-range value raises ``ConfigError`` naming the key (and the closest valid name).
@@ -8,9 +8,10 @@ against them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rewards.config import ConfigError, StrictConfig, load_section
 
@@ -36,9 +37,15 @@ class FilterConfig(StrictConfig):
         description="At most this many groups dropped (and resampled) per step; past it the rest are kept. "
         "null: 4 x data.train_batch_size.",
     )
-    poll_interval_s: float = Field(
-        2.0, gt=0, description="Seconds between the replay buffer's polls of TransferQueue (verl hard-codes 2.0)."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "poll_interval_s" in data:
+            raise ValueError(
+                "poll_interval_s moved to algorithm.rlmr.replay_poll_interval_s (it applies with the filter off too)"
+            )
+        return data
 
     @field_validator("low")
     @classmethod
@@ -72,6 +79,12 @@ class RLMRConfig(StrictConfig):
         "fixed_weight (writing score + fixed_weight x verdict).",
     )
     fixed_weight: float = Field(1.0, description="Weight of the verdict in mode=fixed_weight, in writing-RM units.")
+    replay_poll_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between the replay buffer's polls of TransferQueue for finished groups, with the "
+        "group filter on or off (verl hard-codes 2.0; a step's sampling ends on a poll, so small runs want less).",
+    )
     filter: FilterConfig = Field(default_factory=FilterConfig, description="RLMR's group filter.")
 
     @classmethod

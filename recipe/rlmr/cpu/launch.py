@@ -231,8 +231,8 @@ def cpu_overrides(
         f"reward.rlmr.writing_rm.model={rm_name}",
         f"reward.rlmr.writing_rm.tokenizer={rm_tokenizer}",
         "reward.num_workers=1",
-        # RLMR's group filter stays on; poll the replay buffer often (a CPU step is short)
-        "algorithm.rlmr.filter.poll_interval_s=0.2",
+        # poll the replay buffer often, filter on or off (a CPU step is short; verl polls every 2 s)
+        "algorithm.rlmr.replay_poll_interval_s=0.2",
         # the machine (device_overrides)
         *device_overrides(device, num_gpus),
         "+ray_kwargs.ray_init.include_dashboard=false",  # saves a process and seconds of start-up
