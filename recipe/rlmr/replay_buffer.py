@@ -9,10 +9,6 @@ It is switched on with verl's own keys, ``algorithm.filter_groups.enable=true`` 
 stream), and the RLMR trainer classes build this buffer instead of verl's. Settings live under
 ``algorithm.rlmr.filter``.
 
-Poll interval: verl's trainer leaves its buffers at a fixed 2 s between polls of TransferQueue,
-and a step's sampling can only end on a poll. The RLMR trainer rebuilds whichever buffer it uses,
-this one or verl's own (filter off), with ``algorithm.rlmr.replay_poll_interval_s`` (``rebuilt``).
-
 Bound: at most ``max_dropped_groups`` groups are dropped per training step. Past it, the buffer
 keeps what it has (groups that are invalid or all-violating then train with zero advantage, which
 the estimator guarantees), logs a warning and reports ``rlmr/filter/bound_hit = 1``, instead of
@@ -34,20 +30,18 @@ from verl.trainer.ppo.v1.replay_buffer import DAPO_FILTERED_REWARD_COUNTS_KEY, R
 
 from recipe.rlmr.group_filter import DROP_REASONS, drop_reason
 from recipe.rlmr.schema import FilterConfig
-from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID, VERDICT_PROVIDER, WRITING_SCORE, MissingVerdictError
+from rewards.reward_info import (
+    CONSTRAINTS_OK,
+    REWARD_ERROR,
+    REWARD_VALID,
+    VERDICT_PROVIDER,
+    WRITING_SCORE,
+    MissingVerdictError,
+)
 
 logger = logging.getLogger(__name__)
 
 RLMR_FILTER_METRIC = "rlmr"  # the algorithm.filter_groups.metric value that selects RLMR's criteria
-
-
-def rebuilt(buffer: ReplayBuffer, cls: type[ReplayBuffer] | None = None, **changes) -> ReplayBuffer:
-    """A buffer of ``cls`` (default: ``buffer``'s own class) built with exactly the constructor
-    arguments verl gave ``buffer``, except ``changes`` (e.g. ``poll_interval``, which verl's trainer
-    does not pass and so leaves at its 2 s default)."""
-    names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
-    kwargs = {name: getattr(buffer, name) for name in names}
-    return (cls or type(buffer))(**{**kwargs, **changes})
 
 
 class RLMRGroupFilterMixin:
@@ -58,9 +52,11 @@ class RLMRGroupFilterMixin:
         because verl's asynchronous buffers are not told the train batch size."""
         super().__init__(*args, **kwargs)
         self.rlmr_filter = rlmr_filter
+        self.poll_interval = rlmr_filter.poll_interval_s
         self.max_dropped_groups = max_dropped_groups
         self._step = Counter()  # per sample() call: dropped groups by reason, resampled prompts, refills
         self._bound_warned = False
+        self._reward_outcomes: dict[str, dict] = {}  # trajectory key -> reward_valid/error, until taken
         refill = self.refill_fn
 
         def counting_refill(num_prompts: int) -> int:
@@ -69,6 +65,13 @@ class RLMRGroupFilterMixin:
             return refill(num_prompts)
 
         self.refill_fn = counting_refill if refill is not None else None
+
+    @classmethod
+    def like(cls, buffer: ReplayBuffer, rlmr_filter: FilterConfig, max_dropped_groups: int):
+        """A buffer of this class built with exactly the arguments verl gave ``buffer``."""
+        names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
+        kwargs = {name: getattr(buffer, name) for name in names}
+        return cls(**kwargs, rlmr_filter=rlmr_filter, max_dropped_groups=max_dropped_groups)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
         self._step = Counter()
@@ -82,6 +85,12 @@ class RLMRGroupFilterMixin:
             metrics["rlmr/filter/resample_rounds"] = step["resample_rounds"]
             metrics["rlmr/filter/bound_hit"] = int(step["bound_hit"] > 0)
         return batch, metrics
+
+    def take_reward_outcomes(self) -> dict[str, dict]:
+        """``{trajectory key: {reward_valid, reward_error}}`` of every trajectory classified since the last call,
+        kept, dropped or discarded alike: the reward failure budget (``recipe.rlmr.reward_health``) counts them all."""
+        outcomes, self._reward_outcomes = self._reward_outcomes, {}
+        return outcomes
 
     def _evict_terminal_groups(self, global_steps, partition_id, eviction_reasons):
         evicted, stale, dropped, metrics = super()._evict_terminal_groups(global_steps, partition_id, eviction_reasons)
@@ -130,6 +139,10 @@ class RLMRGroupFilterMixin:
                         f"it is provided by {VERDICT_PROVIDER}"
                     )
                 groups[key.split("_")[0]].append(info)
+                self._reward_outcomes[key] = {
+                    REWARD_VALID: info.get(REWARD_VALID, 1),
+                    REWARD_ERROR: info.get(REWARD_ERROR),
+                }
         reasons = {}
         for uid in uids:
             infos = groups.get(uid)

@@ -15,9 +15,7 @@ overrides ``_compute_advantage``:
   logs ``rlmr/*`` metrics.
 
 It also overrides ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=rlmr`` it returns
-verl's buffer class extended with RLMR's group filter (``recipe.rlmr.replay_buffer``), and in every
-case the buffer polls TransferQueue every ``algorithm.rlmr.replay_poll_interval_s`` (verl's own
-trainer leaves it at a fixed 2 s, which rounds short steps up to 2 s multiples).
+verl's buffer class extended with RLMR's group filter (``recipe.rlmr.replay_buffer``).
 
 This keeps ``python -m verl.trainer.main_ppo algorithm.adv_estimator=rlmr`` working with no
 extra key, in all three modes. The plugin installs the classes lazily, when
@@ -31,15 +29,18 @@ from collections.abc import MutableMapping
 
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
-from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from recipe.rlmr.metrics import instruction_following_metrics, reward_metrics
+from recipe.rlmr.reward_health import RewardHealth
 from recipe.rlmr.schema import RLMRConfig, check_sections
 from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
+from rewards.config import RewardConfig
+from rewards.preflight import preflight
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ def fetch_reward_extra_infos(batch: KVBatchMeta) -> list:
             "algorithm.adv_estimator=rlmr scores one response per session, but the agent loop produced several "
             f"outputs per session (e.g. {multi_output[:3]}); use a single-turn agent loop"
         )
+    return _extra_infos(batch)
+
+
+def _extra_infos(batch: KVBatchMeta) -> list:
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
     extra_infos = []
     for value in data["extra_fields"]:
@@ -67,9 +72,28 @@ class RLMRAdvantageMixin:
 
     def __init__(self, *args, **kwargs):
         # The trainer is built before any worker or model weight: a misspelled or out-of-range
-        # algorithm.rlmr / reward.rlmr key fails here, seconds after launch, in every entry point.
-        check_sections(kwargs["config"] if "config" in kwargs else args[0])
+        # algorithm.rlmr / reward.rlmr key, or a reward endpoint that does not answer as training
+        # needs (rewards.preflight), fails here, seconds after launch, in every entry point.
+        config = kwargs["config"] if "config" in kwargs else args[0]
+        check_sections(config)
+        preflight(config)
         super().__init__(*args, **kwargs)
+
+    def step(self, metrics: dict, timing_raw: dict) -> KVBatchMeta:
+        """verl's training step, then the reward failure budget (``recipe.rlmr.reward_health``) on what it scored."""
+        batch = super().step(metrics, timing_raw)
+        metrics.update(self._check_reward_health(batch))
+        return batch
+
+    def _check_reward_health(self, batch: KVBatchMeta) -> dict[str, float]:
+        """Every trajectory scored for the step: the batch, plus what the replay buffer dropped or discarded."""
+        if getattr(self, "_reward_health", None) is None:
+            self._reward_health = RewardHealth(RewardConfig.from_verl(self.config).failure_budget)
+        scored = dict(zip(batch.keys, _extra_infos(batch), strict=True))
+        take_dropped = getattr(self.replay_buffer, "take_reward_outcomes", None)
+        if take_dropped is not None:
+            scored = {**take_dropped(), **scored}
+        return self._reward_health.observe(self.global_steps, scored.values())
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if not needs_verdicts(self.config.algorithm.adv_estimator):
@@ -88,26 +112,16 @@ class RLMRAdvantageMixin:
         return metrics
 
     def _build_replay_buffer(self):
-        """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter;
-        either way polling every ``algorithm.rlmr.replay_poll_interval_s``. A custom sampler
-        (``trainer.v1.sampler.custom_sampler``) is returned as verl built it: it owns its settings."""
+        """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter."""
         # Imported here: recipe.rlmr.replay_buffer imports verl's V1 package, whose import installs this module.
-        from recipe.rlmr.replay_buffer import RLMR_FILTER_METRIC, RLMRReplayBuffer, RLMRReplayBufferAsync, rebuilt
+        from recipe.rlmr.replay_buffer import RLMR_FILTER_METRIC, RLMRReplayBuffer, RLMRReplayBufferAsync
 
         buffer = super()._build_replay_buffer()
-        if type(buffer) not in (ReplayBuffer, ReplayBufferAsync):
-            return buffer
-        settings = RLMRConfig.from_algorithm(self.config.algorithm)
         if buffer.filter_groups_metric != RLMR_FILTER_METRIC:
-            return rebuilt(buffer, poll_interval=settings.replay_poll_interval_s)
+            return buffer
         cls = RLMRReplayBufferAsync if isinstance(buffer, ReplayBufferAsync) else RLMRReplayBuffer
-        return rebuilt(
-            buffer,
-            cls,
-            poll_interval=settings.replay_poll_interval_s,
-            rlmr_filter=settings.filter,
-            max_dropped_groups=settings.filter.drop_bound(self.config.data.train_batch_size),
-        )
+        rlmr_filter = RLMRConfig.from_algorithm(self.config.algorithm).filter
+        return cls.like(buffer, rlmr_filter, rlmr_filter.drop_bound(self.config.data.train_batch_size))
 
 
 class RLMRTrainerSync(RLMRAdvantageMixin, PPOTrainerSync):
