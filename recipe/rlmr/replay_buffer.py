@@ -9,6 +9,10 @@ It is switched on with verl's own keys, ``algorithm.filter_groups.enable=true`` 
 stream), and the RLMR trainer classes build this buffer instead of verl's. Settings live under
 ``algorithm.rlmr.filter``.
 
+Poll interval: verl's trainer leaves its buffers at a fixed 2 s between polls of TransferQueue,
+and a step's sampling can only end on a poll. The RLMR trainer rebuilds whichever buffer it uses,
+this one or verl's own (filter off), with ``algorithm.rlmr.replay_poll_interval_s`` (``rebuilt``).
+
 Bound: at most ``max_dropped_groups`` groups are dropped per training step. Past it, the buffer
 keeps what it has (groups that are invalid or all-violating then train with zero advantage, which
 the estimator guarantees), logs a warning and reports ``rlmr/filter/bound_hit = 1``, instead of
@@ -44,6 +48,15 @@ logger = logging.getLogger(__name__)
 RLMR_FILTER_METRIC = "rlmr"  # the algorithm.filter_groups.metric value that selects RLMR's criteria
 
 
+def rebuilt(buffer: ReplayBuffer, cls: type[ReplayBuffer] | None = None, **changes) -> ReplayBuffer:
+    """A buffer of ``cls`` (default: ``buffer``'s own class) built with exactly the constructor
+    arguments verl gave ``buffer``, except ``changes`` (e.g. ``poll_interval``, which verl's trainer
+    does not pass and so leaves at its 2 s default)."""
+    names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
+    kwargs = {name: getattr(buffer, name) for name in names}
+    return (cls or type(buffer))(**{**kwargs, **changes})
+
+
 class RLMRGroupFilterMixin:
     """Mix into a verl ``ReplayBuffer`` class; see the module docstring."""
 
@@ -52,7 +65,6 @@ class RLMRGroupFilterMixin:
         because verl's asynchronous buffers are not told the train batch size."""
         super().__init__(*args, **kwargs)
         self.rlmr_filter = rlmr_filter
-        self.poll_interval = rlmr_filter.poll_interval_s
         self.max_dropped_groups = max_dropped_groups
         self._step = Counter()  # per sample() call: dropped groups by reason, resampled prompts, refills
         self._bound_warned = False
@@ -65,13 +77,6 @@ class RLMRGroupFilterMixin:
             return refill(num_prompts)
 
         self.refill_fn = counting_refill if refill is not None else None
-
-    @classmethod
-    def like(cls, buffer: ReplayBuffer, rlmr_filter: FilterConfig, max_dropped_groups: int):
-        """A buffer of this class built with exactly the arguments verl gave ``buffer``."""
-        names = [n for n in inspect.signature(ReplayBuffer.__init__).parameters if n != "self"]
-        kwargs = {name: getattr(buffer, name) for name in names}
-        return cls(**kwargs, rlmr_filter=rlmr_filter, max_dropped_groups=max_dropped_groups)
 
     def sample(self, global_steps: int, partition_id: str, batch_size: int):
         self._step = Counter()

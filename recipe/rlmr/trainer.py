@@ -15,7 +15,9 @@ overrides ``_compute_advantage``:
   logs ``rlmr/*`` metrics.
 
 It also overrides ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=rlmr`` it returns
-verl's buffer class extended with RLMR's group filter (``recipe.rlmr.replay_buffer``).
+verl's buffer class extended with RLMR's group filter (``recipe.rlmr.replay_buffer``), and in every
+case the buffer polls TransferQueue every ``algorithm.rlmr.replay_poll_interval_s`` (verl's own
+trainer leaves it at a fixed 2 s, which rounds short steps up to 2 s multiples).
 
 This keeps ``python -m verl.trainer.main_ppo algorithm.adv_estimator=rlmr`` working with no
 extra key, in all three modes. The plugin installs the classes lazily, when
@@ -29,7 +31,7 @@ from collections.abc import MutableMapping
 
 import transfer_queue as tq
 from transfer_queue import KVBatchMeta
-from verl.trainer.ppo.v1.replay_buffer import ReplayBufferAsync
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
@@ -112,16 +114,26 @@ class RLMRAdvantageMixin:
         return metrics
 
     def _build_replay_buffer(self):
-        """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter."""
+        """verl's buffer, or, with ``algorithm.filter_groups.metric=rlmr``, the same buffer with RLMR's filter;
+        either way polling every ``algorithm.rlmr.replay_poll_interval_s``. A custom sampler
+        (``trainer.v1.sampler.custom_sampler``) is returned as verl built it: it owns its settings."""
         # Imported here: recipe.rlmr.replay_buffer imports verl's V1 package, whose import installs this module.
-        from recipe.rlmr.replay_buffer import RLMR_FILTER_METRIC, RLMRReplayBuffer, RLMRReplayBufferAsync
+        from recipe.rlmr.replay_buffer import RLMR_FILTER_METRIC, RLMRReplayBuffer, RLMRReplayBufferAsync, rebuilt
 
         buffer = super()._build_replay_buffer()
-        if buffer.filter_groups_metric != RLMR_FILTER_METRIC:
+        if type(buffer) not in (ReplayBuffer, ReplayBufferAsync):
             return buffer
+        settings = RLMRConfig.from_algorithm(self.config.algorithm)
+        if buffer.filter_groups_metric != RLMR_FILTER_METRIC:
+            return rebuilt(buffer, poll_interval=settings.replay_poll_interval_s)
         cls = RLMRReplayBufferAsync if isinstance(buffer, ReplayBufferAsync) else RLMRReplayBuffer
-        rlmr_filter = RLMRConfig.from_algorithm(self.config.algorithm).filter
-        return cls.like(buffer, rlmr_filter, rlmr_filter.drop_bound(self.config.data.train_batch_size))
+        return rebuilt(
+            buffer,
+            cls,
+            poll_interval=settings.replay_poll_interval_s,
+            rlmr_filter=settings.filter,
+            max_dropped_groups=settings.filter.drop_bound(self.config.data.train_batch_size),
+        )
 
 
 class RLMRTrainerSync(RLMRAdvantageMixin, PPOTrainerSync):
