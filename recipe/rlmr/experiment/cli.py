@@ -25,6 +25,7 @@ from recipe.rlmr.experiment.runner import Plan, run_one
 from recipe.rlmr.schema import MODES
 
 DEFAULT_ARMS = "writing_only,fixed_weight,rlmr"
+WALL_TIME_FILE = "wall_s.txt"  # a finished run's wall time, for --report-only
 
 
 def _csv_list(text: str, cast=str) -> list:
@@ -69,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--samples", type=int, help="samples per prompt")
     size.add_argument("--lr", type=float, help="actor learning rate")
     parser.add_argument("--timeout-s", type=float, default=None, help="give up on a run after this many seconds")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rebuild the outputs from the runs already in the workdir (e.g. a run cut short)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every run (after the experiment's)")
     args = parser.parse_intermixed_args(argv)
     if args.steps < 1:
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"group filter off\n  writing RM: length-biased stand-in (score = characters / 100); outputs in {workdir}",
         flush=True,
     )
-    policy_path = policy.model_path(workdir)
+    policy_path = None if args.report_only else policy.model_path(workdir)
     if policy_path is not None:
         print(f"  policy folder: {policy_path}", flush=True)
     plan = Plan(
@@ -134,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for seed in args.seeds:
         for arm in args.arms:
+            run_dir = plan.run_dir(arm, seed)
+            if args.report_only:
+                if not run_dir.is_dir():
+                    print(f"[{arm} seed {seed}] no run in {run_dir}; left out", file=sys.stderr)
+                    continue
+                wall_file = run_dir / WALL_TIME_FILE
+                if wall_file.exists():
+                    wall_s.setdefault(arm, []).append(float(wall_file.read_text()))
+                rows.extend(run_rows(arm, seed, read_scalars(run_dir / "tensorboard")))
+                continue
             print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
             result = run_one(plan, arm, seed, _progress(arm, seed, args.steps))
             if result.returncode != 0:
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{arm} seed {seed}] the trainer failed (exit {result.returncode}): {result.workdir}")
                 failed.append((arm, seed))
                 continue
+            (run_dir / WALL_TIME_FILE).write_text(f"{result.wall_s:.1f}\n")
             mine = run_rows(arm, seed, read_scalars(result.workdir / "tensorboard"))
             rows.extend(mine)
             wall_s.setdefault(arm, []).append(result.wall_s)

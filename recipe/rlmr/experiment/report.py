@@ -11,6 +11,7 @@ from recipe.rlmr.experiment.aggregate import (
     CURVES,
     EXTRA_COLUMNS,
     STEP_TIME,
+    Band,
     arms_in,
     edge_means,
     nanmean,
@@ -91,11 +92,14 @@ def plot(rows: Sequence[Mapping], path: Path, title: str) -> None:
     for axis, (tag, curve_title, _) in zip(axes, CURVES, strict=True):
         for index, arm in enumerate(arms):
             bands = seed_bands(rows, arm, tag)
-            steps = list(bands)
+            # every logged step, NaN where no seed has a value: the line breaks there instead of bridging
+            steps = sorted({int(row["step"]) for row in rows if row["arm"] == arm})
+            nan_band = Band(math.nan, math.nan, math.nan)
+            arm_bands = [bands.get(step, nan_band) for step in steps]
             color = f"C{index}"
-            axis.plot(steps, [b.mean for b in bands.values()], marker="o", markersize=3, color=color, label=arm)
+            axis.plot(steps, [b.mean for b in arm_bands], marker="o", markersize=3, color=color, label=arm)
             if any(b.low != b.high for b in bands.values()):
-                low, high = [b.low for b in bands.values()], [b.high for b in bands.values()]
+                low, high = [b.low for b in arm_bands], [b.high for b in arm_bands]
                 axis.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
         axis.set_title(curve_title)
         axis.set_xlabel("step")
