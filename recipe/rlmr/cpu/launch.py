@@ -220,7 +220,8 @@ def cpu_overrides(
         "actor_rollout_ref.actor.use_kl_loss=false",
         "actor_rollout_ref.actor.use_dynamic_bsz=false",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rollout_batch}",
-        # the rollout: transformers generate behind verl's replica interface (recipe.rlmr.cpu.hf_rollout)
+        # the rollout: transformers generate behind verl's replica interface (recipe.rlmr.rollout.hf), on the
+        # worker's GPU when it has one
         "actor_rollout_ref.rollout.name=hf",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         f"actor_rollout_ref.rollout.n={samples_per_prompt}",
