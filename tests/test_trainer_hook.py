@@ -119,6 +119,7 @@ def test_verdicts_from_reward_extra_info_reach_the_estimator(transfer_queue, nor
     assert metrics["rlmr/writing_score_violating_mean"] == pytest.approx(np.mean([9.0, 5.0, 0.5, 0.7, 0.1, 0.3]))
     assert metrics["rlmr/writing_score_compliant_mean"] == pytest.approx(np.mean([2.0, 3.0, 1.0, 5.0, 4.0, 8.0]))
     assert metrics["rlmr/invalid_rewards"] == 0
+    assert math.isnan(metrics["rlmr/adv_invalid_abs_max"])  # no invalid sample to look at
 
 
 def test_several_outputs_per_session_are_refused(transfer_queue):
@@ -137,6 +138,7 @@ def test_groups_with_an_invalid_reward_get_no_advantage(transfer_queue):
     per_sample = torch.tensor([float(row[0]) for row in read_advantages(meta, keys)])
     assert torch.all(per_sample[4:8] == 0) and torch.all(per_sample[:4] != 0)
     assert metrics["rlmr/groups_invalid"] == 1 and metrics["rlmr/groups_mixed"] == 1
+    assert metrics["rlmr/adv_invalid_abs_max"] == 0  # the invalid sample's placeholder moved nothing
 
 
 def test_missing_verdict_fails_at_once_and_names_key_and_provider(transfer_queue):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe.rlmr.advantage import group_penalty, invalid_groups
+from recipe.rlmr.advantage import _as_violation_mask, group_penalty, invalid_groups
 from rewards.reward_info import (
     CONSTRAINTS_OK,
     JUDGE_CALLS,
@@ -46,7 +46,15 @@ def advantage_metrics(
         return float(values.mean()) if values.numel() else float("nan")
 
     in_mixed = mixed[penalty.group]
+    # A placeholder score must never move an advantage: the largest |A| among invalid samples, which must be 0.
+    batch = advantages.shape[0]
+    invalid_samples = None if reward_valid is None else _as_violation_mask(reward_valid, batch, REWARD_VALID)
+    if invalid_samples is not None and invalid_samples.any():
+        adv_invalid_abs_max = float(sample_adv[invalid_samples].abs().max())
+    else:
+        adv_invalid_abs_max = float("nan")
     return {
+        "rlmr/adv_invalid_abs_max": adv_invalid_abs_max,
         "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
         "rlmr/groups_mixed": float(mixed.sum()),
         "rlmr/groups_all_violate": float(penalty.all_violate.sum()),
