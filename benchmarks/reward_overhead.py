@@ -1,6 +1,7 @@
 """How much of the RLMR reward's cost training steps see: CPU end-to-end runs, interleaved.
 
-    python benchmarks/reward_overhead.py [--rounds 2] [--steps 6] [--discard 1] [--judge-ms 150] [--workdir DIR]
+    python benchmarks/reward_overhead.py [--rounds 2] [--steps 6] [--discard 1] [--judge-ms 150] [--poll-s S]
+                                         [--workdir DIR]
 
 Two arms, run one after the other, round after round (rlmr, free, rlmr, free, ...), each a real
 ``python -m verl.trainer.main_ppo`` run on the CPU backend with the tiny assets
@@ -144,6 +145,8 @@ def run_arm(arm: str, run_dir: Path, assets, rm_url: str, judge_url: str, args) 
         lr=0.0,  # frozen policy: both arms sample from the same model at every step
     )
     overrides += ["algorithm.filter_groups.enable=false", *arm_overrides(arm, judge_url)]
+    if args.poll_s is not None:
+        overrides.append(f"algorithm.rlmr.replay_poll_interval_s={args.poll_s}")
     log = run_dir / "trainer.log"
     with open(log, "w") as out:
         result = subprocess.run(
@@ -180,6 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step")
     parser.add_argument("--samples", type=int, default=4, help="responses per prompt")
     parser.add_argument("--response-length", type=int, default=48)
+    parser.add_argument(
+        "--poll-s", type=float, default=None, help="algorithm.rlmr.replay_poll_interval_s (default: launch's 0.2)"
+    )
+    parser.add_argument("--retries", type=int, default=1, help="reruns of a failed run (a shared machine's OOM)")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed at the end")
     args = parser.parse_args(argv)
@@ -203,7 +210,14 @@ def main(argv: list[str] | None = None) -> None:
         per_run: list[tuple[str, float]] = []
         for round_ in range(args.rounds):
             for arm in ARMS:
-                scalars = run_arm(arm, workdir / f"{round_}-{arm}", assets, rm_url, judge_url, args)
+                for attempt in range(args.retries + 1):
+                    try:
+                        scalars = run_arm(arm, workdir / f"{round_}-{arm}-{attempt}", assets, rm_url, judge_url, args)
+                        break
+                    except RuntimeError as error:  # e.g. Ray's OOM killer on a machine shared with other work
+                        if attempt == args.retries:
+                            raise
+                        print(f"round {round_ + 1} {arm}: run failed, retrying: {str(error)[:300]}", flush=True)
                 steps = kept_steps(scalars, args.discard)
                 per_arm[arm] += steps
                 per_run.append((arm, statistics.median(m[STEP] for m in steps)))

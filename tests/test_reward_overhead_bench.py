@@ -24,7 +24,7 @@ def bench():
 
 def test_arguments(bench):
     args = bench.parse_args([])
-    assert (args.rounds, args.steps, args.discard, args.judge_ms) == (2, 6, 1, 150.0)
+    assert (args.rounds, args.steps, args.discard, args.judge_ms, args.poll_s) == (2, 6, 1, 150.0, None)
     with pytest.raises(SystemExit):
         bench.parse_args(["--steps", "2", "--discard", "2"])  # nothing would be left to measure
 
