@@ -96,6 +96,12 @@ class RewardHealth:
             "rlmr/reward_health/invalid_fraction": rewards.invalid_fraction,
             "rlmr/reward_health/failing_steps": float(len(self.failing)),
         }
+        if rewards.invalid:  # say which backend failed and how, every step it happens (verl's console log)
+            print(
+                f"[rlmr reward health] step {step}: {rewards.invalid} of {rewards.scored} rewards invalid "
+                f"({len(self.failing)} failing step(s) in a row)\n{describe_errors(rewards.errors)}",
+                flush=True,
+            )
         if self.settings.enable and len(self.failing) >= self.settings.consecutive_steps:
             raise RewardsKeepFailingError(self._message())
         return metrics
