@@ -15,6 +15,10 @@ advantages, actor update and weight sync, once per step. Then it prints one row 
     WORKDIR/trainer.log       the trainer's full output
 
 The models are random and tiny: the run shows the machinery working, not a better writer.
+
+Resume (docs/checkpoints.md): checkpoints go to WORKDIR/checkpoints. Run with ``trainer.save_freq=1``,
+then again in the same workdir with more ``--steps`` and ``trainer.resume_mode=auto``: verl carries on
+from the last checkpoint, and the table keeps the earlier steps (a rerun without resuming starts it afresh).
 """
 
 from __future__ import annotations
@@ -97,6 +101,16 @@ def plot(scalars: dict[int, dict[str, float]], path: Path) -> None:
     plt.close(figure)
 
 
+def checkpoint_to_resume(workdir: Path, overrides: list[str]) -> int | None:
+    """The step verl will resume from: the overrides ask for ``trainer.resume_mode=auto`` and the launcher's
+    checkpoint folder (``WORKDIR/checkpoints``) names a complete checkpoint; None otherwise."""
+    modes = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("trainer.resume_mode=")]
+    tracker = workdir / "checkpoints" / "latest_checkpointed_iteration.txt"  # verl writes it after a full save
+    if not modes or modes[-1] != "auto" or not tracker.exists():
+        return None
+    return int(tracker.read_text().strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="rlmr-demo", help="where assets and outputs go (default: ./rlmr-demo)")
@@ -120,9 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     from recipe.rlmr.cpu import launch
 
     workdir = Path(args.workdir).resolve()
-    for stale in (workdir / "tensorboard").glob("events.out.tfevents.*"):
-        stale.unlink()  # a rerun's table shows this run only
+    resume_from = checkpoint_to_resume(workdir, args.overrides)
+    if resume_from is None:
+        for stale in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+            stale.unlink()  # a rerun's table shows this run only
     print(f"RLMR CPU demo: {args.steps} steps, outputs in {workdir}", flush=True)
+    if resume_from is not None:
+        # the resumed steps log again after the earlier ones, and read_scalars lets the last value win
+        print(f"resuming after step {resume_from} (checkpoints in {workdir / 'checkpoints'})", flush=True)
     print(
         "building tiny assets, serving the reward model, starting verl (about a minute before step 1) ...", flush=True
     )
