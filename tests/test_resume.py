@@ -238,7 +238,8 @@ def test_the_kill_landed_in_the_step_after_the_checkpoint_and_left_nothing_runni
 @trains
 def test_the_resumed_run_continues_the_step_counter_to_the_end(finished):
     run = finished
-    assert f"Found checkpoint: %s {run.checkpoints / f'global_step_{SAVE_FREQ}'}" in run.second_log
+    resumed_from = run.checkpoints / f"global_step_{SAVE_FREQ}"
+    assert f"Resuming from {resumed_from}, setting global step to {SAVE_FREQ}" in run.second_log
     assert sorted(run.second_scalars) == list(range(SAVE_FREQ + 1, STEPS + 1))
     for step, metrics in run.second_scalars.items():
         assert metrics["training/global_step"] == step
