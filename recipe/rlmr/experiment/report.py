@@ -86,6 +86,7 @@ def plot(rows: Sequence[Mapping], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     arms = arms_in(rows)
     figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
@@ -103,6 +104,7 @@ def plot(rows: Sequence[Mapping], path: Path, title: str) -> None:
                 axis.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
         axis.set_title(curve_title)
         axis.set_xlabel("step")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     figure.suptitle(title)
