@@ -1,6 +1,6 @@
 """Reward servers failing inside real CPU training runs (verl's ``main_ppo``, RLMR config, tiny assets).
 
-The faulty run (4 steps, 4 prompts x 4 samples; every prompt has a word limit and a free-text
+The faulty run (5 steps, 4 prompts x 4 samples; every prompt has a word limit and a free-text
 constraint, and ``short_circuit=false``, so every sample asks both the writing RM and the judge):
 
 - the judge (``rewards.fake_servers.FakeJudge``, in this process) answers its first requests after
@@ -10,8 +10,10 @@ constraint, and ``short_circuit=false``, so every sample asks both the writing R
 
 The run completes; the affected trajectories are ``reward_valid = 0`` and the step's report names
 the backend; their groups are dropped and refilled or kept with zero advantage; no invalid
-sample's placeholder score moves an advantage (``rlmr/adv_invalid_abs_max == 0``); the budget
-(3 failing steps in a row) is not spent by a one-step outage.
+sample's placeholder score moves an advantage (``rlmr/adv_invalid_abs_max == 0``); the last step,
+with the RM back, has no invalid reward. Steps without an RM are short (seconds) and the restart
+takes about as long, so step 3 may be down too: the budget is set past the run's length here (the
+dead-RM run tests it).
 
 The dead-RM run (preflight off, RM URL with nothing behind it, ``consecutive_steps=2``) stops after
 step 2 with ``RewardsKeepFailingError`` naming the writing RM and its URL.
@@ -35,7 +37,7 @@ from rewards.serve_rm import READY_LINE
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
-STEPS, PROMPTS, SAMPLES = 4, 4, 4
+STEPS, PROMPTS, SAMPLES = 5, 4, 4
 JUDGE_5XX, JUDGE_HANGS = 2, 1
 
 
@@ -127,6 +129,7 @@ def faulty_run(tmp_path_factory):
             "reward.rlmr.judge.model=fake-judge",
             "reward.rlmr.judge.max_retries=0",
             "reward.rlmr.judge.timeout_s=2",
+            f"reward.rlmr.failure_budget.consecutive_steps={STEPS + 1}",
         ]
         started = time.monotonic()
         with open(trainer_log, "w") as log:
@@ -215,7 +218,6 @@ def test_the_rm_coming_back_restores_the_rewards(faulty_run):
     last = scalars[STEPS]
     assert last["rlmr/invalid_rewards"] == 0 and last["rlmr/reward_health/invalid_fraction"] == 0
     assert last["rlmr/groups_invalid"] == 0 and last["rlmr/reward_health/failing_steps"] == 0
-    assert max(metrics["rlmr/reward_health/failing_steps"] for metrics in scalars.values()) < 3
 
 
 def test_a_dead_rm_stops_the_run_naming_it(tmp_path, closed_port):
