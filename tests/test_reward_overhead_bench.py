@@ -83,3 +83,6 @@ def test_the_report_from_known_numbers(bench):
     assert [c.strip() for c in latency.split("|")] == ["rlmr/reward_latency_p50_s", "0.400", "-", "-"]
     assert "step-time ratio rlmr / free: 1.200" in report
     assert "steps kept: rlmr 3, free 2" in report and "rlmr 3.00 s, free 2.50 s" in report
+    # the reward's cost shows in gen: 2.000 - 1.250 s, against the free arm's 2.5 s step
+    assert "reward exposed in timing_s/gen: +0.750 s = +30.0% of the free arm's step" in report
+    assert "step-time ratio with only that difference: 1.300" in report
