@@ -48,6 +48,7 @@ from pathlib import Path
 import pytest
 
 from recipe.rlmr.cpu import launch
+from recipe.rlmr.dev.demo import scalars_from_event_files
 
 
 def trains(test):
@@ -123,19 +124,6 @@ def wait_for_kill_point(process: subprocess.Popen, tracker: Path, rm_url: str, l
     raise AssertionError(f"no checkpoint {SAVE_FREQ} followed by a scored sample within {KILL_DEADLINE_S} s")
 
 
-def scalars_of(event_files: list[Path]) -> dict[int, dict[str, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    steps: dict[int, dict[str, float]] = {}
-    for event_file in sorted(event_files):
-        accumulator = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            for event in accumulator.Scalars(tag):
-                steps.setdefault(event.step, {})[tag] = event.value
-    return dict(sorted(steps.items()))
-
-
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory) -> ResumedRun:
     workdir = tmp_path_factory.mktemp("resume")
@@ -209,8 +197,8 @@ def resumed_run(tmp_path_factory) -> ResumedRun:
         first_log=first_log.read_text(errors="replace"),
         second_log=second_log.read_text(errors="replace"),
         second_returncode=second.returncode,
-        first_scalars=scalars_of(first_events),
-        second_scalars=scalars_of(second_events),
+        first_scalars=scalars_from_event_files(first_events),
+        second_scalars=scalars_from_event_files(second_events),
         tracker_at_kill=tracker_at_kill,
         folders_at_kill=folders_at_kill,
         survivors=survivors,

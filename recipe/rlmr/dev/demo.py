@@ -42,10 +42,15 @@ COLUMNS = [
 
 def read_scalars(tensorboard_dir: str | Path) -> dict[int, dict[str, float]]:
     """Every scalar verl logged, as {step: {tag: value}} (the last value wins if a step repeats)."""
+    return scalars_from_event_files(Path(tensorboard_dir).rglob("events.out.tfevents.*"))
+
+
+def scalars_from_event_files(event_files) -> dict[int, dict[str, float]]:
+    """The scalars of these tensorboard event files, as {step: {tag: value}}, files read in name order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     steps: dict[int, dict[str, float]] = {}
-    for event_file in sorted(Path(tensorboard_dir).rglob("events.out.tfevents.*")):
+    for event_file in sorted(event_files):
         accumulator = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:
