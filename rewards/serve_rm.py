@@ -256,6 +256,18 @@ def _pump_output(stream, ready_line: str, ready: queue.Queue, tail: collections.
     ready.put(None)
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout_s``; waits for it either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
 @contextlib.contextmanager
 def announced_server(command: list[str], ready_line: str, log_path=None, startup_timeout_s: float = 120.0):
     """Run a server ``command`` that binds port 0 and prints ``ready_line`` + ``http://HOST:PORT``;
@@ -281,12 +293,7 @@ def announced_server(command: list[str], ready_line: str, log_path=None, startup
             raise RuntimeError(f"{name} exited with {process.returncode} before serving: {detail}")
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process)
         pump.join(timeout=10)
         process.stdout.close()
         if log:

@@ -33,7 +33,7 @@ from recipe.rlmr.cpu import launch
 from recipe.rlmr.dev.demo import read_scalars
 from recipe.rlmr.dev.sample_data import SEED_PROMPTS, WORD_LIMIT_TINY
 from rewards.fake_servers import FakeJudge
-from rewards.serve_rm import READY_LINE
+from rewards.serve_rm import READY_LINE, stop_process
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
@@ -94,16 +94,6 @@ def wait_for(path: Path, text: str, process: subprocess.Popen, timeout_s: float 
     raise TimeoutError(f"{text!r} not in {path} within {timeout_s} s")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-
-
 FAST_FAILURES = [
     "reward.rlmr.short_circuit=false",  # every sample asks the judge as well
     "reward.rlmr.writing_rm.max_retries=1",
@@ -153,8 +143,8 @@ def faulty_run(tmp_path_factory):
             returncode = trainer.wait(timeout=900)
             events["run_s"] = time.monotonic() - started
         finally:
-            stop(trainer)
-            stop(rm)
+            stop_process(trainer)
+            stop_process(rm)
         judge_answers = dict(judge.log.answered)
     log_text = trainer_log.read_text(errors="replace")
     assert returncode == 0, log_text[-6000:]
