@@ -1,6 +1,6 @@
 """Reward servers failing inside real CPU training runs (verl's ``main_ppo``, RLMR config, tiny assets).
 
-The faulty run (10 steps, 4 prompts x 4 samples; every prompt has a word limit and a free-text
+The faulty run (12 steps, 4 prompts x 4 samples; every prompt has a word limit and a free-text
 constraint, and ``short_circuit=false``, so every sample asks both the writing RM and the judge):
 
 - the judge (``rewards.fake_servers.FakeJudge``, in this process) answers its first requests after
@@ -39,7 +39,7 @@ from rewards.serve_rm import READY_LINE, stop_process
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
-STEPS, PROMPTS, SAMPLES = 10, 4, 4
+STEPS, PROMPTS, SAMPLES = 12, 4, 4
 JUDGE_5XX, JUDGE_HANGS = 2, 1
 
 
