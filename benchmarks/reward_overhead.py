@@ -5,7 +5,7 @@
 
 Two arms, run one after the other, round after round (rlmr, free, rlmr, free, ...), each a real
 ``python -m verl.trainer.main_ppo`` run on the CPU backend with the tiny assets
-(``recipe.rlmr.cpu.launch``), the group filter off, the same seeds and the policy frozen (actor
+(``recipe.rlmr.dev.launch``), the group filter off, the same seeds and the policy frozen (actor
 learning rate 0, so both arms sample from the same policy and response lengths cannot drift apart):
 
 - ``rlmr``: the ``rlmr`` reward manager against the tiny writing RM served on a loopback port
@@ -140,7 +140,7 @@ def format_report(per_arm: dict[str, list[dict[str, float]]], per_run: list[tupl
 
 def run_arm(arm: str, run_dir: Path, assets, rm_url: str, judge_url: str, args) -> dict[int, dict[str, float]]:
     """One training run of ``arm``; its tensorboard scalars by step. Raises with the log's tail if it fails."""
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
     from recipe.rlmr.dev.demo import read_scalars
 
     run_dir.mkdir(parents=True)
@@ -206,7 +206,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
 
     args = parse_args(argv)
     with contextlib.ExitStack() as stack:

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.readers import InputError, read_rows
 from data_prep.shapes import SHAPES, FieldMap
+from rewards.readers import InputError, read_rows
 
 
 def _add_field_options(parser: argparse.ArgumentParser) -> None:
@@ -150,16 +150,11 @@ def _ifeval(args: argparse.Namespace) -> int:
     import tempfile
 
     from data_prep.convert import ConvertOptions, convert
-    from data_prep.readers import InputError
+    from rewards.readers import shipped_file
 
     source = args.input
     if source is None:
-        from evaluation.files import EvalInputError, shipped_file
-
-        try:
-            source = str(shipped_file("ifeval"))
-        except EvalInputError as err:
-            raise InputError(str(err)) from None
+        source = str(shipped_file("ifeval"))  # InputError names the missing package
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".ifeval-") as work:

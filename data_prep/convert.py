@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_prep.readers import SourceRow, count_rows, read_rows
 from data_prep.shapes import FieldMap, Rejected, parse_record
+from rewards.readers import SourceRow, count_rows, read_rows
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 SCHEMA = pa.schema(

@@ -44,9 +44,9 @@ from tqdm import tqdm
 from data_prep.augment import row_rng
 from data_prep.dedup import NearDuplicateIndex
 from data_prep.phrasing import RELATIONS, ensure_stated
-from data_prep.readers import InputError, read_rows
 from data_prep.shapes import FieldMap, Rejected, parse_record
 from rewards.constraints import KWARG_TYPES, check_kwarg_types
+from rewards.readers import InputError, read_rows
 from rewards.spec import JudgeConstraint, RuleConstraint
 
 # The request sent to the model for every candidate. {examples}, {count} and {catalog} are filled in
@@ -103,13 +103,11 @@ REJECT_REASONS = (
 
 def instruction_catalog() -> str:
     """One line per known instruction id: its kwargs with their types (what the model may use)."""
-    from rewards.constraints import _RLMR_CHECKS, _ifeval, _parameters
+    from rewards.constraints import instruction_kwarg_names, known_instruction_ids
 
-    registry = _ifeval()[0]
     lines = []
-    for iid in sorted(set(registry) | set(_RLMR_CHECKS)):
-        function = _RLMR_CHECKS[iid][0] if iid in _RLMR_CHECKS else registry[iid].build_description
-        names = [n for n in _parameters(function) if n != "prompt"]
+    for iid in sorted(known_instruction_ids()):
+        names = instruction_kwarg_names(iid)
         parts = [f"{n} ({_NOTES.get(n, KWARG_TYPES[n])})" for n in names]
         note = f"; {_BOUNDS_NOTE[iid]}" if iid in _BOUNDS_NOTE else ""
         lines.append(f"  - {iid}: " + (", ".join(parts) if parts else "no kwargs, {}") + note)

@@ -95,9 +95,9 @@ def _has_number(prompt: str, lowered: str, value: int) -> bool:
 
 def _language_name(code: str) -> str:
     """IFEval's name for a language code ("fr" -> "French"), the word a prompt would use."""
-    from rewards.constraints import _ifeval
+    from rewards.constraints import ifeval_registry
 
-    _ifeval()  # imports lm-eval's IFEval modules with the offline NLTK data in place
+    ifeval_registry()  # imports lm-eval's IFEval modules with the offline NLTK data in place
     from lm_eval.tasks.ifeval.instructions import _LANGUAGES
 
     return _LANGUAGES.get(code, code)
@@ -183,9 +183,9 @@ def describe(constraint: RuleConstraint | JudgeConstraint, zh: bool = False) -> 
             return f"全文分为{count}，段与段之间空一行。"
         count = f"exactly {low}" if low == high else _bounds(low, high, "", False).strip()
         return f"Write {count} stanzas, separated by blank lines."
-    from rewards.constraints import _ifeval  # IFEval's own wording, built from the same kwargs
+    from rewards.constraints import ifeval_registry  # IFEval's own wording, built from the same kwargs
 
-    registry = _ifeval()[0]
+    registry = ifeval_registry()
     return registry[iid](iid).build_description(**kw).strip()
 
 

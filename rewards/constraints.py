@@ -17,7 +17,9 @@ Ours, for what creative prompts ask and IFEval lacks (kwargs in brackets, bounds
 - ``rlmr:line_count`` [min_lines, max_lines]: non-empty lines.
 - ``rlmr:stanza_count`` [min_stanzas, max_stanzas]: blocks of non-empty lines separated by blank lines.
 
-At least one bound of a range must be given. Public API: ``check_instructions``.
+At least one bound of a range must be given. Public API: ``check_instructions`` (and ``_loose``),
+``known_instruction_ids``, ``instruction_kwarg_names``, ``validate_kwargs``, ``check_kwarg_types``,
+``KWARG_TYPES``, ``ifeval_registry``, ``loose_variants``.
 """
 
 from __future__ import annotations
@@ -191,6 +193,21 @@ def known_instruction_ids() -> frozenset[str]:
 @functools.cache
 def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
     return {name: p for name, p in inspect.signature(function).parameters.items() if name not in ("self", "response")}
+
+
+def ifeval_registry() -> dict[str, Any]:
+    """lm-eval's IFEval instruction classes by id (its ``INSTRUCTION_DICT``), imported with the offline NLTK data
+    in place; ``registry[iid](iid).build_description(**kwargs)`` is IFEval's own wording of an instruction."""
+    return _ifeval()[0]
+
+
+def instruction_kwarg_names(instruction_id: str) -> list[str]:
+    """The kwargs ``instruction_id`` (any id of ``known_instruction_ids``) accepts, in signature order."""
+    if instruction_id in _RLMR_CHECKS:
+        function = _RLMR_CHECKS[instruction_id][0]
+    else:
+        function = _ifeval()[0][instruction_id].build_description
+    return [name for name in _parameters(function) if name != "prompt"]
 
 
 def validate_kwargs(instruction_id: str, kwargs: dict[str, Any]) -> None:

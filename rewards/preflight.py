@@ -1,6 +1,9 @@
 """Preflight: ask every configured reward endpoint one tiny question before any model weight loads.
 
-    python -m rewards.preflight [hydra overrides...]      # on the recipe config (rlmr_trainer)
+    python -m recipe.rlmr.preflight [hydra overrides...]      # on the recipe config (rlmr_trainer)
+
+The probes live here, next to the clients they use; the command that composes the recipe config
+first lives in the recipe (``recipe.rlmr.preflight``), so rewards never imports the recipe.
 
 A training run meets a wrong RM URL, model name, tokenizer path or protocol only when its first
 rewards come back invalid, after the workers have started and the weights have loaded (minutes to
@@ -241,29 +244,7 @@ def preflight(config: Any, log: Callable[[str], None] | None = print) -> list[Pr
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compose the recipe config with ``argv`` (Hydra overrides) and probe; 0 when every endpoint answered."""
-    from recipe.rlmr.dry_run import compose_recipe
-
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in overrides):
-        print(__doc__)
-        return 0
-    try:
-        config = compose_recipe(overrides)
-        if not uses_rlmr_rewards(config):
-            print(f"reward.reward_manager.name={config.reward.reward_manager.name}: not `rlmr`, nothing to probe")
-            return 0
-        settings = RewardConfig.from_verl(config)
-        if not settings.preflight.enable:  # the command is asked for explicitly: probe anyway
-            config.reward.rlmr.preflight.enable = True
-        preflight(config)
-    except Exception as err:
-        print(f"PREFLIGHT FAILED: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    print("PREFLIGHT OK: every configured reward endpoint answered")
-    return 0
-
+MOVED = "the command is `python -m recipe.rlmr.preflight [hydra overrides...]` (it composes the recipe config)"
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(f"python -m rewards.preflight moved: {MOVED}")

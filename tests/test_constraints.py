@@ -183,9 +183,7 @@ def test_bad_specs_are_refused(value, message):
 
 
 def test_every_kwarg_of_every_known_instruction_has_a_declared_type():
-    from rewards.constraints import _RLMR_CHECKS, KWARG_TYPES, _ifeval, _parameters
+    from rewards.constraints import KWARG_TYPES, instruction_kwarg_names, known_instruction_ids
 
-    registry, _ = _ifeval()
-    names = {n for cls in registry.values() for n in _parameters(cls.build_description) if n != "prompt"}
-    names |= {n for check, _, _ in _RLMR_CHECKS.values() for n in _parameters(check)}
+    names = {n for iid in known_instruction_ids() for n in instruction_kwarg_names(iid)}
     assert names - set(KWARG_TYPES) == set()

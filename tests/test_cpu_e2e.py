@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from data_prep.cli import main as data_prep
-from recipe.rlmr.cpu import launch
+from recipe.rlmr.dev import launch
 from recipe.rlmr.dev.demo import read_scalars
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]

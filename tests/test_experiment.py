@@ -136,7 +136,7 @@ def test_cuda_launch_composes_against_verl_without_the_cpu_backend(tmp_path):
     """``--device cuda``: verl's own CUDA platform, the real GPU count, no fake GPU slot, no VERL_PLATFORM.
     No GPU is lent here, so the overrides are composed and validated (recipe.rlmr.dry_run), not run."""
     from recipe.rlmr import dry_run
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
 
     assets = launch.TinyAssets(tmp_path / "policy", tmp_path / "reward_model", tmp_path / "data")
     cuda = launch.cpu_overrides(assets, "http://127.0.0.1:1", tmp_path, device="cuda", num_gpus=2)

@@ -1,4 +1,4 @@
-"""The reward endpoints' preflight (``rewards.preflight``) against real loopback servers:
+"""The reward endpoints' preflight (``rewards.preflight``, command ``recipe.rlmr.preflight``) against loopback servers:
 ``rewards.serve_rm`` serving a tiny reward model and the scripted judge (``rewards.fake_servers``).
 
 Each misconfiguration fails with a message naming the endpoint (URL and model) and the error; the
@@ -14,8 +14,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
+from recipe.rlmr.preflight import main
 from rewards.fake_servers import FakeJudge, FakeRM
-from rewards.preflight import PreflightError, main, preflight
+from rewards.preflight import PreflightError, preflight
 
 CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"
 
@@ -178,7 +179,7 @@ def test_command_exit_codes(rm_server, rm_dir, judge, closed_port, capsys):
 
 
 def test_command_as_a_module_and_a_launch_script_dry_run_with_preflight(rm_dir, closed_port):
-    """``python -m rewards.preflight`` and ``PREFLIGHT=1 DRY_RUN=1 bash run_*.sh`` exit 1 naming the URL; a plain
+    """``python -m recipe.rlmr.preflight`` and ``PREFLIGHT=1 DRY_RUN=1 bash run_*.sh`` exit 1 naming the URL; a plain
     dry run contacts nothing and passes."""
     import os
 
@@ -190,10 +191,12 @@ def test_command_as_a_module_and_a_launch_script_dry_run_with_preflight(rm_dir, 
         "reward.rlmr.writing_rm.max_retries=0",
     ]
     result = subprocess.run(
-        [sys.executable, "-m", "rewards.preflight", *overrides], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "recipe.rlmr.preflight", *overrides], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 1
     assert f"writing RM at {bad_url} (model tiny-rm" in result.stderr, result.stderr[-2000:]
+    old = subprocess.run([sys.executable, "-m", "rewards.preflight"], capture_output=True, text=True, timeout=300)
+    assert old.returncode == 1 and "python -m recipe.rlmr.preflight" in old.stderr, old.stderr  # the old spelling
 
     script = CONFIG_DIR.parent / "scripts" / "run_qwen3_8b.sh"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RM_", "JUDGE_", "PREFLIGHT"))}
@@ -214,7 +217,7 @@ def test_command_as_a_module_and_a_launch_script_dry_run_with_preflight(rm_dir, 
 def test_verl_main_ppo_through_the_cpu_launcher_stops_before_any_worker(tmp_path, closed_port):
     """The CPU launcher (behind ``make demo``) runs verl's ``main_ppo``; a wrong RM URL stops it when the RLMR
     trainer is built, before any worker (``WorkerDict``) starts or any weight loads."""
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
 
     bad_url = f"http://127.0.0.1:{closed_port}"
     started = time.monotonic()

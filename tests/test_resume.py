@@ -1,6 +1,6 @@
 """Resume after a kill, and the checkpoint -> Hugging Face folder path, on verl's real trainer (CPU).
 
-One training run, shared by every check here: the CPU launcher's trainer command (``recipe.rlmr.cpu.launch``)
+One training run, shared by every check here: the CPU launcher's trainer command (``recipe.rlmr.dev.launch``)
 with ``trainer.save_freq=SAVE_FREQ`` and ``trainer.resume_mode=auto`` runs in its own session; once
 checkpoint SAVE_FREQ is complete on disk (verl's ``latest_checkpointed_iteration.txt``) and the reward model
 has scored a sample of step SAVE_FREQ + 1, the whole process group (trainer, Ray, workers) gets SIGKILL.
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from recipe.rlmr.cpu import launch
+from recipe.rlmr.dev import launch
 from recipe.rlmr.dev.demo import scalars_from_event_files
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.cli import main as data_prep
-from recipe.rlmr.cpu import launch
+from recipe.rlmr.dev import launch
 from recipe.rlmr.dev.demo import read_scalars
 from recipe.rlmr.dev.sample_data import SEED_PROMPTS, WORD_LIMIT_TINY
 from rewards.fake_servers import FakeJudge

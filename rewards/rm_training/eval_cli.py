@@ -76,7 +76,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from data_prep.readers import InputError
+    from rewards.readers import InputError
     from rewards.rm_training.evaluate import render_report
     from rewards.rm_training.pairs import PairsError
 

@@ -1,6 +1,8 @@
-"""Preference pairs -> tokenized (chosen_ids, rejected_ids, margin) rows, streamed, with a rejects file.
+"""Preference pairs -> tokenized (chosen_input_ids, rejected_input_ids, margin) rows, streamed, with a rejects file.
 
-Accepted row shapes (jsonl, json, csv, parquet or a saved dataset, read by ``data_prep.readers``):
+The column names are the ones TRL 0.27's RewardTrainer takes as already tokenized (it tokenizes nothing again).
+
+Accepted row shapes (jsonl, json, csv, parquet or a saved dataset, read by ``rewards.readers``):
 
 - ``{"prompt": str, "chosen": str, "rejected": str}``;
 - ``prompt`` as chat messages (``[{"role", "content"}, ...]``), ``chosen``/``rejected`` as strings,
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.readers import InputError, count_rows, read_rows
+from rewards.readers import InputError, count_rows, read_rows
 from rewards.rm_format import format_rm_input, tokenize_rm_input
 
 Messages = list[dict[str, str]]
@@ -186,7 +188,7 @@ def tokenize_pair(tokenizer, pair: Pair, max_length: int) -> dict[str, Any]:
     chosen_ids, rejected_ids = tokenize_rm_input(tokenizer, chosen), tokenize_rm_input(tokenizer, rejected)
     if chosen_ids == rejected_ids:
         raise BadPair("identical_after_truncation", f"both sides are the same last {max_length} tokens")
-    return {"chosen_ids": chosen_ids, "rejected_ids": rejected_ids, "margin": pair.margin, "truncated": cut}
+    return {"chosen_input_ids": chosen_ids, "rejected_input_ids": rejected_ids, "margin": pair.margin, "truncated": cut}
 
 
 # ------------------------------------------------------------------------------------ streaming
@@ -258,8 +260,8 @@ def prepare_pairs(
     rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None
     features = datasets.Features(
         {
-            "chosen_ids": datasets.List(datasets.Value("int32")),
-            "rejected_ids": datasets.List(datasets.Value("int32")),
+            "chosen_input_ids": datasets.List(datasets.Value("int32")),
+            "rejected_input_ids": datasets.List(datasets.Value("int32")),
             "margin": datasets.Value("float32"),
             "row": datasets.Value("int64"),
         }

@@ -288,7 +288,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from data_prep.readers import InputError
+    from rewards.readers import InputError
     from rewards.rm_training.pairs import PairsError
 
     try:

@@ -8,7 +8,9 @@ untouched. What it adds to verl, through verl's extension points:
                need the fake GPU slots the run declares with ``ray_init.num_gpus``)
     engines    verl's FSDP/FSDP2 training engines registered for device ``cpu``
     patches    two small fixes for spots verl gives no hook for (see ``patches``)
-    launch     the Hydra overrides a CPU run needs, and the tiny assets it trains on
+
+The launcher that builds tiny assets and starts a small run (``make demo``, the tests, the
+experiment) is a development tool and runs on CPU or CUDA: ``recipe.rlmr.dev.launch``.
 
 The rollout a CPU run uses, ``hf`` (``recipe.rlmr.rollout.hf``), is not part of the backend: it
 is registered in every process, whatever the platform, and generates on CPU when the replica's

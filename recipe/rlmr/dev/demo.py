@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the trainer")
     args = parser.parse_intermixed_args(argv)
 
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
 
     workdir = Path(args.workdir).resolve()
     resume_from = checkpoint_to_resume(workdir, args.overrides)

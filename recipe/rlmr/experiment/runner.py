@@ -1,6 +1,6 @@
 """One real training run per arm and seed, identical except ``algorithm.rlmr.mode``.
 
-Every run goes through ``recipe.rlmr.cpu.launch.run`` (verl's ``main_ppo`` with the recipe config):
+Every run goes through ``recipe.rlmr.dev.launch.run`` (verl's ``main_ppo`` with the recipe config):
 the same assets (policy, data) built once under the workdir, the same length-biased writing RM
 (``rewards.fake_servers.FakeRM``), the same seed-dependent data order and sampling, learning rate
 and problem size. The group filter is off in every arm: it drops groups by their verdicts, which
@@ -116,7 +116,7 @@ class LogFollower(threading.Thread):
 
 def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, float]], None]) -> RunResult:
     """Train one arm with one seed; its logs, tensorboard and composed config under ``plan.run_dir``."""
-    from recipe.rlmr.cpu import launch
+    from recipe.rlmr.dev import launch
 
     run_dir = plan.run_dir(arm, seed)
     run_dir.mkdir(parents=True, exist_ok=True)

