@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from data_prep.shapes import SHAPES, FieldMap
+from rewards.chat import add_http_args
 from rewards.readers import InputError, read_rows
 
 
@@ -88,6 +89,9 @@ def _augment(args: argparse.Namespace) -> int:
 
 def _expand(args: argparse.Namespace) -> int:
     from data_prep.expand import RESUME_HINT, ExpandOptions, ServerFailure, expand
+    from rewards.chat import api_key_from_env, check_http_args
+
+    check_http_args(args)
 
     options = ExpandOptions(
         seeds=args.seeds,
@@ -103,7 +107,9 @@ def _expand(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_tokens=args.max_tokens,
         timeout_s=args.timeout,
-        max_retries=args.retries,
+        max_retries=args.max_retries,
+        backoff_s=args.backoff,
+        api_key=api_key_from_env(args.api_key_env),
         max_prompt_tokens=args.max_prompt_tokens,
         tokenizer=args.tokenizer,
         min_constraints=args.min_constraints,
@@ -224,19 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
         "expand", help="self-instruct: new constrained prompts from seeds through a served LLM (jsonl for convert)"
     )
     expand.add_argument("--seeds", nargs="+", required=True, metavar="FILE", help="seed prompts, any convert shape")
-    expand.add_argument("--base-url", required=True, help="OpenAI-style base URL ending in /v1")
+    expand.add_argument(
+        "--base-url", required=True, help="server root, e.g. http://localhost:8000 (a /v1 suffix is ok)"
+    )
     expand.add_argument("--model", required=True, help="model name the server knows")
     expand.add_argument("--target", type=int, required=True, help="prompts wanted in --output")
     expand.add_argument("--output", required=True, help="jsonl in convert's generic shape (resumed if present)")
     expand.add_argument("--rejects", default=None, help="default: OUTPUT_STEM.rejects.jsonl beside --output")
     expand.add_argument("--demos", type=int, default=4, help="demonstrations per request")
-    expand.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
     expand.add_argument("--similarity", type=float, default=0.7, help="near-duplicate Jaccard threshold")
     expand.add_argument("--seed", type=int, default=0)
     expand.add_argument("--temperature", type=float, default=1.0)
     expand.add_argument("--max-tokens", type=int, default=1024, help="answer length limit sent to the server")
-    expand.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt")
-    expand.add_argument("--retries", type=int, default=3, help="retries per request (5xx, 429, timeouts)")
+    add_http_args(expand, "expansion", concurrency=16, timeout=120.0)  # the chat client's flags (rewards.chat)
     expand.add_argument("--max-prompt-tokens", type=int, default=1024)
     expand.add_argument("--tokenizer", default=None, help="local tokenizer dir (default: approximate count)")
     expand.add_argument("--min-constraints", type=int, default=1)

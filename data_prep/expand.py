@@ -4,7 +4,8 @@ The loop (the paper expands its seed prompts this way; the method is self-instru
 
 1. sample ``demos`` demonstrations: seeds, and as the pool grows up to half of them earlier
    generated prompts (a bounded reservoir of them, so memory stays flat);
-2. ask the model, through ``POST {base_url}/chat/completions``, for one new task with its
+2. ask the model, through the chat client (``rewards.chat``: ``base_url`` is the server root, a
+   ``/v1`` suffix accepted), for one new task with its
    constraints, as the JSON object described in ``REQUEST_PROMPT`` (the one place the request
    is worded);
 3. validate the answer (``validate_candidate``): parseable, a non-empty prompt within the token
@@ -14,7 +15,7 @@ The loop (the paper expands its seed prompts this way; the method is self-instru
 5. append what survives to the output, everything else to the rejects file with its reason.
 
 Requests run ``concurrency`` at a time, each attempt time-boxed and retried with backoff on
-timeouts, connection errors, 429 and 5xx (``rewards.http.PooledClient``). A request that fails for
+timeouts, connection errors, 429 and 5xx (``rewards.chat.ChatClient``). A request that fails for
 good is counted, not retried forever: ``max_failures`` of them stop the run. Output and rejects are
 journals (``.NAME.partial`` beside the final file, one flushed line per candidate) renamed into place
 when the run completes; a rerun resumes from the journal (or from a finished output, to raise
@@ -388,8 +389,6 @@ class _Run:
             raise ValueError(f"--demos must be at least 1, got {o.demos}")
         if o.concurrency < 1:
             raise ValueError(f"--concurrency must be at least 1, got {o.concurrency}")
-        if not o.base_url.rstrip("/").endswith("/v1"):
-            raise ValueError(f"--base-url must be an OpenAI-style base URL ending in /v1, got {o.base_url!r}")
         self.summary = Summary(target=o.target)
         self.index = NearDuplicateIndex(o.similarity)
         self.catalog = instruction_catalog()
@@ -528,7 +527,7 @@ class _Run:
     # -- the request loop --
 
     async def worker(self, client) -> None:
-        from rewards.http import RetryableError, RewardCallError
+        from rewards.http import HTTPCallError, RetryableError
 
         summary, options = self.summary, self.options
         max_requests = options.max_requests or 10 * options.target + 100
@@ -538,19 +537,16 @@ class _Run:
             demos = self.sample_demos(request)
             payload = self.payload(demos)
 
-            async def attempt(payload=payload) -> str:
+            def attempted() -> None:
                 summary.attempts += 1
-                body = await client.post_json_once("/chat/completions", payload)
-                try:
-                    content = body["choices"][0]["message"]["content"]
-                except (KeyError, IndexError, TypeError) as err:
-                    raise RetryableError(f"not a chat completion: {json.dumps(body)[:200]}") from err
-                if not isinstance(content, str):
-                    raise RetryableError(f"message content is {type(content).__name__}, not text")
-                return content
 
             try:
-                content = await client.with_retries(attempt)
+                content, _ = await client.complete(
+                    payload["messages"],
+                    on_attempt=attempted,
+                    temperature=payload["temperature"],
+                    max_tokens=payload["max_tokens"],
+                )
             except RetryableError as err:
                 summary.failed += 1
                 summary.last_error = str(err)
@@ -561,7 +557,7 @@ class _Run:
                         f"retries each (--max-failures {options.max_failures}); last: {err}"
                     ) from err
                 continue
-            except RewardCallError as err:  # a 4xx: every request would fail the same way
+            except HTTPCallError as err:  # a 4xx: every request would fail the same way
                 self._stop_others()
                 raise ServerFailure(f"{options.base_url}: the server refused the request: {err}") from err
             if summary.reached:  # another worker reached the target while this answer was on its way
@@ -578,8 +574,8 @@ class _Run:
                 task.cancel()
 
     async def run(self) -> None:
+        from rewards.chat import ChatClient
         from rewards.config import BackendConfig
-        from rewards.http import PooledClient
 
         o = self.options
         settings = BackendConfig(
@@ -592,7 +588,7 @@ class _Run:
             backoff_max_s=o.backoff_max_s,
         )
         api_key = o.api_key or os.environ.get("OPENAI_API_KEY")
-        client = PooledClient(o.base_url, settings, {"Authorization": f"Bearer {api_key}"} if api_key else None)
+        client = ChatClient(settings, api_key)
         try:
             self.workers = [asyncio.create_task(self.worker(client)) for _ in range(o.concurrency)]
             results = await asyncio.gather(*self.workers, return_exceptions=True)

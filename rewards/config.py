@@ -130,8 +130,8 @@ class JudgeConfig(BackendConfig):
 
     url: str | None = Field(
         None,
-        description="Base URL (http://host:port, serving /v1/chat/completions). null: no judge; prompts with "
-        "free-text constraints then give reward_valid=0.",
+        description="Server root (http://host:port; a /v1 suffix is accepted), serving /v1/chat/completions. "
+        "null: no judge; prompts with free-text constraints then give reward_valid=0.",
     )
     model: str | None = Field(None, description="Model name sent with each request.")
     api_key_env: str | None = Field(

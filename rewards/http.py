@@ -1,9 +1,10 @@
-"""What the writing-RM client and the judge client share: one pooled session, bounded
-concurrency, a timeout per attempt, and bounded retries with jittered exponential backoff.
+"""What every HTTP client here shares (the writing-RM client, and through ``rewards.chat`` the judge,
+prompt expansion and evaluation): one pooled session, bounded concurrency, a timeout per attempt, and
+bounded retries with jittered exponential backoff. Part of the ground floor (docs/architecture.md).
 
 Retried: connection errors, timeouts, HTTP 429 and 5xx. Not retried: other 4xx (the request
-itself is wrong). After the last attempt a ``RewardCallError`` is raised; callers turn it into
-``reward_valid = 0``, never into a score.
+itself is wrong). After the last attempt an ``HTTPCallError`` is raised; the reward manager turns it
+into ``reward_valid = 0``, never into a score; expansion and evaluation count or list it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from rewards.config import BackendConfig
 T = TypeVar("T")
 
 
-class RewardCallError(RuntimeError):
-    """A reward backend call failed for good (after retries) or answered something unusable."""
+class HTTPCallError(RuntimeError):
+    """A call to a served model failed for good (after retries) or answered something unusable."""
 
 
-class RetryableError(RewardCallError):
+RewardCallError = HTTPCallError  # its name before expansion and evaluation used it too
+
+
+class RetryableError(HTTPCallError):
     """A failure worth another attempt (5xx, 429, connection, timeout, unparsable answer)."""
 
 
@@ -83,7 +87,7 @@ class PooledClient:
                     if response.status == 429 or response.status >= 500:
                         raise RetryableError(f"{url}: HTTP {response.status}: {text[:200]}")
                     if response.status >= 400:
-                        raise RewardCallError(f"{url}: HTTP {response.status}: {text[:200]}")
+                        raise HTTPCallError(f"{url}: HTTP {response.status}: {text[:200]}")
             except asyncio.TimeoutError as err:
                 raise RetryableError(f"{url}: no answer within {self.settings.timeout_s}s") from err
             except aiohttp.ClientError as err:

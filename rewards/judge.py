@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
+from rewards.chat import ChatClient, api_key_from_env
 from rewards.config import JudgeConfig
-from rewards.http import PooledClient, RetryableError
 
 JUDGE_PROMPT_VERSION = "rlmr-judge-v1"
 
@@ -99,42 +98,37 @@ class ConstraintJudge:
                 "reward.rlmr.judge needs url and model (the judge served at url), "
                 f"got url={settings.url!r}, model={settings.model!r}"
             )
-        headers = None
-        if settings.api_key_env:
-            api_key = os.environ.get(settings.api_key_env)
-            if not api_key:
-                raise ValueError(
-                    f"reward.rlmr.judge.api_key_env={settings.api_key_env}, but that environment variable is not set"
-                )
-            headers = {"Authorization": f"Bearer {api_key}"}
+        api_key = api_key_from_env(settings.api_key_env, "reward.rlmr.judge.api_key_env")
         self.settings = settings
-        self.http = PooledClient(settings.url, settings, headers=headers)
+        self.chat = ChatClient(settings, api_key)
+        self.http = self.chat.http
 
     async def _one_vote(
         self, messages: list[dict[str, str]], num_constraints: int
     ) -> tuple[list[bool], list[str], int]:
-        payload = {
-            "model": self.settings.model,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }
         calls = 0
 
-        async def attempt() -> tuple[list[bool], list[str]]:
+        def answered() -> None:
             nonlocal calls
-            body = await self.http.post_json_once("/v1/chat/completions", payload)
             calls += 1
-            try:
-                return parse_verdict(body["choices"][0]["message"]["content"] or "", num_constraints)
-            except (KeyError, IndexError, TypeError, ValueError) as err:
-                raise RetryableError(f"unusable judge answer: {err}") from err
 
-        satisfied, reasons = await self.http.with_retries(attempt)
+        def parse(content: str) -> tuple[list[bool], list[str]]:
+            try:
+                return parse_verdict(content, num_constraints)
+            except ValueError as err:
+                raise ValueError(f"unusable judge answer: {err}") from err
+
+        (satisfied, reasons), _ = await self.chat.complete(
+            messages,
+            parse,
+            on_answer=answered,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_tokens,
+        )
         return satisfied, reasons, calls
 
     async def verify(self, task: str, constraints: list[str], response: str) -> JudgeVerdict:
-        """All-or-nothing verdict on ``constraints``; raises RewardCallError when the judge fails."""
+        """All-or-nothing verdict on ``constraints``; raises rewards.http.HTTPCallError when the judge fails."""
         if not constraints:
             return JudgeVerdict([], [], 0)
         messages = build_messages(task, constraints, response)

@@ -40,6 +40,7 @@ FLOOR = {
     "rewards.reward_info",  # the reward-info keys
     "rewards.readers",  # input-file readers, shipped benchmark files
     "rewards.http",  # the pooled HTTP client, retries, errors
+    "rewards.chat",  # the one OpenAI-compatible chat client
     "rewards.config",  # config base classes (StrictConfig, BackendConfig, ...)
 }
 
