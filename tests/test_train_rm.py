@@ -175,11 +175,11 @@ def test_training_text_is_the_reward_clients_text_byte_for_byte(work, tmp_path):
         pair = parse_pair(row, "margin")
         for side, response in (("chosen", pair.chosen), ("rejected", pair.rejected)):
             served_text = client.format(pair.messages, response)
-            assert tokenizer.decode(prepared[f"{side}_ids"]).encode() == served_text.encode()
-            assert prepared[f"{side}_ids"] == tokenize_rm_input(tokenizer, served_text)
-            assert len(prepared[f"{side}_ids"]) <= max_tokens
+            assert tokenizer.decode(prepared[f"{side}_input_ids"]).encode() == served_text.encode()
+            assert prepared[f"{side}_input_ids"] == tokenize_rm_input(tokenizer, served_text)
+            assert len(prepared[f"{side}_input_ids"]) <= max_tokens
     assert client.truncated == 2  # both sides of the long row: the client keeps their last tokens too
-    long = dataset[3]["chosen_ids"]
+    long = dataset[3]["chosen_input_ids"]
     assert tokenizer.decode(long).endswith("the end<|im_end|>\n")
     # the HH-RLHF row: the shared turns are the prompt, the last assistant turn is the response
     hh = parse_pair(ROWS[2], "margin")

@@ -32,7 +32,7 @@ def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
 
 def batch_pairs(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch: chosen sequences first, then rejected (the RewardTrainer's layout)."""
-    ids, mask = _pad([r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows], pad_id)
+    ids, mask = _pad([r["chosen_input_ids"] for r in rows] + [r["rejected_input_ids"] for r in rows], pad_id)
     return {"input_ids": ids, "attention_mask": mask}
 
 
