@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.verl-rlmr-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint docs demo experiment bench clean
+.PHONY: install test lint gpu-stacks docs demo experiment bench clean
 
 # CPU machines: the constraints file pins the CPU torch wheel in the same pip call as verl.
 $(STAMP): setup.py requirements/constraints-cpu.txt
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every GPU stack of docs/install.md resolves beside this project (pip/uv dry runs, metadata only, ~2 minutes).
+gpu-stacks: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python .ci/check_gpu_stacks.py
 
 # docs/config.md and docs/reward_info.md, generated from the schemas (a test checks they are current).
 docs: $(STAMP)
