@@ -3,10 +3,10 @@
     python benchmarks/expand_throughput.py [--latency-ms 200] [--concurrency 16 64] [--target 800]
                                            [--dedup-prompts 100000]
 
-1. Candidates per second: ``data_prep.testing_server`` runs in a process of its own (so it does not
-   share the client's GIL), answers every request after ``--latency-ms`` with a unique valid task,
-   and serves at most ``concurrency`` requests at once. The ideal is ``concurrency / latency``
-   candidates per second; the figure printed is the measured rate and its fraction of the ideal
+1. Candidates per second: the scripted chat server (``recipe.rlmr.dev.servers.chat``) runs in a
+   process of its own (so it does not share the client's GIL), answers every request after
+   ``--latency-ms`` with a unique valid task, and serves at most ``concurrency`` requests at once.
+   The ideal is ``concurrency / latency`` candidates per second; the figure printed is the measured rate and its fraction of the ideal
    (wall time of ``expand`` with imports already done: seeds, request loop, validation, dedup,
    journal writes).
 2. Dedup: ``NearDuplicateIndex.check_and_add`` over synthetic prompts (a shared template, 14 words
@@ -20,7 +20,6 @@ import argparse
 import json
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,28 +46,16 @@ def throughput(latency_ms: float, concurrency: int, target: int) -> None:
     from data_prep.expand import ExpandOptions, expand, instruction_catalog
 
     instruction_catalog()  # imports lm-eval's IFEval modules once, outside the timing
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "data_prep.testing_server",
-            "--latency-ms",
-            str(latency_ms),
-            "--slots",
-            str(concurrency),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = int(server.stdout.readline().split()[1])
+    from recipe.rlmr.dev.servers.base import announced_server
+
+    command = [sys.executable, "-m", "recipe.rlmr.dev.servers.chat", "scripted", "--latency-ms", str(latency_ms)]
+    with announced_server([*command, "--slots", str(concurrency)]) as port:
         work = Path(tempfile.mkdtemp(prefix="rlmr-expand-bench-"))
         seeds = work / "seeds.jsonl"
         seeds.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
         options = ExpandOptions(
             seeds=[str(seeds)],
-            base_url=f"http://127.0.0.1:{port}/v1",
+            base_url=f"http://127.0.0.1:{port}",
             model="scripted",
             target=target,
             output=str(work / "expanded.jsonl"),
@@ -78,9 +65,6 @@ def throughput(latency_ms: float, concurrency: int, target: int) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         summary = expand(options)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     rate = summary.candidates / elapsed
     ideal = concurrency / (latency_ms / 1000)
     print(

@@ -9,7 +9,7 @@ Two arms, run one after the other, round after round (rlmr, free, rlmr, free, ..
 learning rate 0, so both arms sample from the same policy and response lengths cannot drift apart):
 
 - ``rlmr``: the ``rlmr`` reward manager against the tiny writing RM served on a loopback port
-  (``rewards.serve_rm``) and ``rewards.fake_servers``' judge in its own process, answering every
+  (``rewards.serve_rm``) and ``recipe.rlmr.dev.servers.reward``' judge in its own process, answering every
   request in ``--judge-ms``. Every sample asks the judge: each prompt gets one free-text constraint
   added to its rule constraints, and ``reward.rlmr.short_circuit=false`` (the untrained policy breaks
   the rules, which would otherwise skip the judge).
@@ -174,11 +174,11 @@ def run_arm(arm: str, run_dir: Path, assets, rm_url: str, judge_url: str, args) 
 
 @contextlib.contextmanager
 def judge_process(service_ms: float, slots: int):
-    """``rewards.fake_servers`` judge in its own process on a port it binds itself; yields its URL."""
-    from rewards.fake_servers import READY_LINE
-    from rewards.serve_rm import announced_server
+    """``recipe.rlmr.dev.servers.reward`` judge in its own process on a port it binds itself; yields its URL."""
+    from recipe.rlmr.dev.servers.base import announced_server
+    from recipe.rlmr.dev.servers.reward import READY_LINE
 
-    command = [sys.executable, "-m", "rewards.fake_servers", "judge", "--service-ms", str(service_ms)]
+    command = [sys.executable, "-m", "recipe.rlmr.dev.servers.reward", "judge", "--service-ms", str(service_ms)]
     with announced_server([*command, "--slots", str(slots)], READY_LINE) as port:
         yield f"http://127.0.0.1:{port}"
 

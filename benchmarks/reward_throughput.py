@@ -6,7 +6,7 @@
 1024 trajectories (128 prompts x 8) go through the real manager, loaded by name through verl's
 loader, all in flight at once as verl's reward loop sends them. Every prompt carries a rule
 constraint that passes and a free-text one, so every sample needs both backends. The scripted
-servers (rewards.fake_servers) hold each request for a fixed time with a fixed number of slots.
+servers (recipe.rlmr.dev.servers.reward) hold each request for a fixed time with a fixed number of slots.
 
 Printed: wall time; the ideal time (the slower backend's requests x service time / slots, with the
 RM's requests counted after micro-batching); their ratio (ideal / wall, 1.0 is perfect); and the
@@ -33,10 +33,10 @@ from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
+from recipe.rlmr.dev.servers.base import announced_server
+from recipe.rlmr.dev.servers.reward import READY_LINE as FAKE_READY_LINE
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
-from rewards.fake_servers import READY_LINE as FAKE_READY_LINE
 from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
-from rewards.serve_rm import announced_server
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 
 TASK = "Write a four-line poem about the harbour at night. Mention 'lantern'. At most 60 words."
@@ -79,7 +79,7 @@ def make_rows(tokenizer, prompts: int, samples: int) -> list[DataProto]:
 @contextlib.contextmanager
 def server_process(kind: str, service_ms: float, slots: int):
     """A scripted server in its own process (it must not share the client's GIL); yields its URL."""
-    command = [sys.executable, "-m", "rewards.fake_servers", kind, "--service-ms", str(service_ms)]
+    command = [sys.executable, "-m", "recipe.rlmr.dev.servers.reward", kind, "--service-ms", str(service_ms)]
     with announced_server(command + ["--slots", str(slots)], FAKE_READY_LINE) as port:
         yield f"http://127.0.0.1:{port}"
 

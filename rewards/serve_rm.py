@@ -13,9 +13,10 @@ against it runs unchanged against them on a cluster:
 
 Once it listens it prints one line to stdout, ``rewards.serve_rm listening on http://HOST:PORT``,
 with the port it actually bound (``--port 0``, the default, lets the OS pick one).
-``serve_in_subprocess(model_dir)`` starts it as a child process on port 0 and waits for that line
-(no port is probed and bound later, so no other process can take it in between); the tests,
-``make demo`` and the CPU launcher use it.
+``recipe.rlmr.dev.servers.base.serve_in_subprocess(model_dir)`` starts it as a child process on port 0
+and waits for that line (no port is probed and bound later, so no other process can take it in
+between); the tests, ``make demo`` and the local launcher use it. This is a user-facing dev tool (the
+RM ``make demo`` serves); the test doubles live in ``recipe.rlmr.dev.servers``.
 
 The score is the model's raw last logit (``use_activation=false``, as verl asks for), or its
 sigmoid. Texts from requests that arrive within ``--max-wait-ms`` of each other run as one
@@ -27,15 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import logging
-import queue
 import signal
-import socket
-import subprocess
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -231,96 +225,6 @@ def load_scorer(
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return BatchingScorer(model, tokenizer, max_batch_size, max_wait_ms, max_length)
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago. Only for "nothing listens here" (a closed port in
-    tests): a server must bind port 0 itself, since another process may take this one meanwhile."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pump_output(stream, ready_line: str, ready: queue.Queue, tail: collections.deque, log) -> None:
-    """Drain the child's output (so a full pipe never blocks it), copy it to ``log``, keep its tail,
-    and hand over the bound port from the readiness line; None when the output ends."""
-    announced = False
-    for line in stream:
-        tail.append(line)
-        if log is not None:
-            log.write(line)
-            log.flush()
-        if not announced and line.startswith(ready_line):
-            announced = True
-            ready.put(int(line.rsplit(":", 1)[1]))
-    ready.put(None)
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
-    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout_s``; waits for it either way."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout_s)
-
-
-@contextlib.contextmanager
-def announced_server(command: list[str], ready_line: str, log_path=None, startup_timeout_s: float = 120.0):
-    """Run a server ``command`` that binds port 0 and prints ``ready_line`` + ``http://HOST:PORT``;
-    yield that port once announced, and stop the process on exit. Used for this module's server
-    and for ``rewards.fake_servers`` run as a process."""
-    name = " ".join(command[1:3])
-    log = open(log_path, "w") if log_path else None
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
-    )
-    ready: queue.Queue = queue.Queue()
-    tail: collections.deque = collections.deque(maxlen=40)
-    pump = threading.Thread(target=_pump_output, args=(process.stdout, ready_line, ready, tail, log), daemon=True)
-    pump.start()
-    try:
-        try:
-            port = ready.get(timeout=startup_timeout_s)
-        except queue.Empty:
-            raise TimeoutError(f"{name} did not report a listening port within {startup_timeout_s:.0f} s") from None
-        if port is None:
-            process.wait(timeout=30)
-            detail = f"see {log_path}" if log else "".join(tail)[-2000:]
-            raise RuntimeError(f"{name} exited with {process.returncode} before serving: {detail}")
-        yield port
-    finally:
-        stop_process(process)
-        pump.join(timeout=10)
-        process.stdout.close()
-        if log:
-            log.close()
-
-
-@contextlib.contextmanager
-def serve_in_subprocess(
-    model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None, startup_timeout_s: float = 120.0
-):
-    """Run this server for ``model_dir`` in a child process on a loopback port it binds itself
-    (port 0); yields that port once the server announces it listens, and stops the process on exit."""
-    command = [
-        sys.executable,
-        "-m",
-        "rewards.serve_rm",
-        "--model",
-        str(model_dir),
-        "--port",
-        "0",
-        "--threads",
-        str(threads),
-    ]
-    if served_model_name:
-        command += ["--served-model-name", served_model_name]
-    with announced_server(command, READY_LINE, log_path, startup_timeout_s) as port:
-        yield port
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
+from recipe.rlmr.dev.servers.base import free_port
+from recipe.rlmr.dev.servers.base import serve_in_subprocess as serve_rm
 from recipe.rlmr.dev.tiny_assets import build_reward_model
-from rewards.serve_rm import free_port
-from rewards.serve_rm import serve_in_subprocess as serve_rm
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from evaluation.cli import main
-from evaluation.dev_server import HFChatServer, ScriptedChatServer
 from evaluation.files import read_prompts
+from recipe.rlmr.dev.servers.chat import HFChatServer, ScriptedChatServer
 from recipe.rlmr.dev.tiny_assets import build_policy_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from evaluation.cli import main
-from evaluation.dev_server import ScriptedChatServer
 from evaluation.pairwise import combine, win_rate
+from recipe.rlmr.dev.servers.chat import ScriptedChatServer
 
 # id -> (domain, prompt, A's response, B's response)
 CASES = {

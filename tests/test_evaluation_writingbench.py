@@ -7,9 +7,9 @@ import re
 import pytest
 
 from evaluation.cli import main
-from evaluation.dev_server import ScriptedChatServer
 from evaluation.files import read_prompts
 from evaluation.writingbench import parse_score
+from recipe.rlmr.dev.servers.chat import ScriptedChatServer
 
 # (query, criterion) -> the critic's answers, in the order of the attempts; the last one repeats
 ANSWERS = {

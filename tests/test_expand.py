@@ -19,7 +19,7 @@ from data_prep.cli import main
 from data_prep.dedup import NearDuplicateIndex
 from data_prep.expand import CandidateRejected, ExpandOptions, ServerFailure, expand, parse_answer
 from data_prep.phrasing import describe, ensure_stated, is_stated
-from data_prep.testing_server import Reply, ScriptedChatServer
+from recipe.rlmr.dev.servers.chat import Reply, ScriptedChatServer
 from rewards.constraints import known_instruction_ids
 from rewards.readers import InputError
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint

@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 import rewards.http
+from recipe.rlmr.dev.servers.reward import FakeRM
 from rewards.config import BackendConfig
-from rewards.fake_servers import FakeRM
 from rewards.http import PooledClient, RetryableError, RewardCallError
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from recipe.rlmr.dev.servers.reward import FakeJudge
 from rewards.config import JudgeConfig
-from rewards.fake_servers import FakeJudge
 from rewards.http import RewardCallError
 from rewards.judge import ConstraintJudge, parse_verdict
 

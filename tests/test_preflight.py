@@ -1,5 +1,5 @@
 """The reward endpoints' preflight (``rewards.preflight``, command ``recipe.rlmr.preflight``) against loopback servers:
-``rewards.serve_rm`` serving a tiny reward model and the scripted judge (``rewards.fake_servers``).
+``rewards.serve_rm`` serving a tiny reward model and the scripted judge (``recipe.rlmr.dev.servers.reward``).
 
 Each misconfiguration fails with a message naming the endpoint (URL and model) and the error; the
 last test runs verl's ``main_ppo`` through the CPU launcher with a wrong RM URL and checks that it
@@ -14,8 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
+from recipe.rlmr.dev.servers.reward import FakeJudge, FakeRM
 from recipe.rlmr.preflight import main
-from rewards.fake_servers import FakeJudge, FakeRM
 from rewards.preflight import PreflightError, preflight
 
 CONFIG_DIR = Path(recipe.rlmr.__file__).parent / "config"

@@ -3,7 +3,7 @@
 The faulty run (12 steps, 4 prompts x 4 samples; every prompt has a word limit and a free-text
 constraint, and ``short_circuit=false``, so every sample asks both the writing RM and the judge):
 
-- the judge (``rewards.fake_servers.FakeJudge``, in this process) answers its first requests after
+- the judge (``recipe.rlmr.dev.servers.reward.FakeJudge``, in this process) answers its first requests after
   the preflight with two HTTP 503s and one hang (``judge.max_retries=0``, ``judge.timeout_s=2``);
 - the writing RM (``rewards.serve_rm`` in a child process) is killed (SIGKILL) as soon as step 1 is
   logged and started again on the same port once step 2 is logged.
@@ -34,8 +34,9 @@ from data_prep.cli import main as data_prep
 from recipe.rlmr.dev import launch
 from recipe.rlmr.dev.demo import read_scalars
 from recipe.rlmr.dev.sample_data import SEED_PROMPTS, WORD_LIMIT_TINY
-from rewards.fake_servers import FakeJudge
-from rewards.serve_rm import READY_LINE, stop_process
+from recipe.rlmr.dev.servers.base import stop_process
+from recipe.rlmr.dev.servers.reward import FakeJudge
+from rewards.serve_rm import READY_LINE
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 

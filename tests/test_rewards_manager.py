@@ -13,8 +13,8 @@ from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
+from recipe.rlmr.dev.servers.reward import FakeJudge
 from recipe.rlmr.verdicts import rlmr_estimator, supply_verdicts, verdicts_from_extra_infos
-from rewards.fake_servers import FakeJudge
 from rewards.reward_info import KEYS as EXTRA_INFO_KEYS
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 

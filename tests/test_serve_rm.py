@@ -7,8 +7,8 @@ import sys
 import pytest
 import requests
 
-from rewards.fake_servers import READY_LINE as FAKE_READY_LINE
-from rewards.serve_rm import serve_in_subprocess
+from recipe.rlmr.dev.servers.base import serve_in_subprocess
+from recipe.rlmr.dev.servers.reward import READY_LINE as FAKE_READY_LINE
 
 
 def test_serve_rm_yields_the_port_it_listens_on(rm_server):
@@ -25,7 +25,7 @@ def test_serve_rm_that_dies_before_serving_is_reported_with_its_output(tmp_path)
 
 def test_fake_server_process_announces_its_bound_port():
     process = subprocess.Popen(
-        [sys.executable, "-m", "rewards.fake_servers", "rm"], stdout=subprocess.PIPE, text=True, bufsize=1
+        [sys.executable, "-m", "recipe.rlmr.dev.servers.reward", "rm"], stdout=subprocess.PIPE, text=True, bufsize=1
     )
     try:
         line = process.stdout.readline()  # blocks until the server listens (or exits: empty line)
@@ -48,9 +48,9 @@ def test_serve_rm_output_goes_to_the_log_file_when_given(tmp_path):
 
 
 def test_announced_server_runs_a_fake_server_process_on_the_port_it_announced():
-    from rewards.serve_rm import announced_server
+    from recipe.rlmr.dev.servers.base import announced_server
 
-    command = [sys.executable, "-m", "rewards.fake_servers", "judge"]
+    command = [sys.executable, "-m", "recipe.rlmr.dev.servers.reward", "judge"]
     with announced_server(command, FAKE_READY_LINE) as port:
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).text == "ok"
     with pytest.raises(requests.ConnectionError):  # stopped on exit

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from recipe.rlmr.dev.servers.base import serve_in_subprocess
 from recipe.rlmr.dev.tiny_assets import build_policy_model, build_reward_model
 from rewards.config import WritingRMConfig
 from rewards.rm_format import format_rm_input, tokenize_rm_input
@@ -23,7 +24,6 @@ from rewards.rm_training import eval_cli, train
 from rewards.rm_training.evaluate import pair_report
 from rewards.rm_training.pairs import PairsError, parse_pair, prepare_pairs
 from rewards.rm_training.synthetic import make_pairs, write_jsonl
-from rewards.serve_rm import serve_in_subprocess
 from rewards.writing_rm import WritingRMClient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import requests
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from recipe.rlmr.dev.servers.reward import FakeRM
 from recipe.rlmr.dev.tiny_assets import CHATML_TEMPLATE
 from rewards.config import WritingRMConfig
-from rewards.fake_servers import FakeRM
 from rewards.http import RewardCallError
 from rewards.writing_rm import WritingRMClient
 

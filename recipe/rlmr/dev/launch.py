@@ -7,7 +7,7 @@ environment and the Hydra overrides. Used by the end-to-end test, ``make demo`` 
 
 builds the tiny policy, reward model and sample data under WORKDIR, serves the reward model on
 a loopback port (``python -m rewards.serve_rm``; ``--rm length``: the scripted length-biased RM of
-``rewards.fake_servers``), and runs
+``recipe.rlmr.dev.servers.reward``), and runs
 
     VERL_PLATFORM=cpu python -m verl.trainer.main_ppo \\
         --config-path <recipe/rlmr/config> --config-name rlmr_trainer  <cpu_overrides(...)>
@@ -36,7 +36,7 @@ RM_NAME = "tiny-rm"
 LENGTH_RM_NAME = "length-rm"
 DEVICES = ("cpu", "cuda")
 # tiny: the tiny Qwen2 reward model served by rewards.serve_rm (random scores, the real serving path);
-# length: rewards.fake_servers.FakeRM, score = characters / 100 (a deliberately length-biased RM)
+# length: recipe.rlmr.dev.servers.reward.LengthBiasedRM, score = characters / 100 (a deliberately length-biased RM)
 REWARD_MODELS = ("tiny", "length")
 
 
@@ -99,7 +99,7 @@ def build_assets(
 @contextlib.contextmanager
 def serve_reward_model(model_dir: str | Path, log_path: str | Path | None = None):
     """``python -m rewards.serve_rm`` for ``model_dir`` on a free loopback port; yields its URL."""
-    from rewards.serve_rm import serve_in_subprocess
+    from recipe.rlmr.dev.servers.base import serve_in_subprocess
 
     with serve_in_subprocess(model_dir, served_model_name=RM_NAME, log_path=log_path) as port:
         yield f"http://127.0.0.1:{port}"
@@ -107,11 +107,11 @@ def serve_reward_model(model_dir: str | Path, log_path: str | Path | None = None
 
 @contextlib.contextmanager
 def serve_length_rm():
-    """``rewards.fake_servers.FakeRM`` (vLLM ``/classify``, score = characters / 100) on a free loopback
-    port, in a thread of this process; yields its URL. It stands in for a length-biased writing RM."""
-    from rewards.fake_servers import FakeRM
+    """``recipe.rlmr.dev.servers.reward.LengthBiasedRM`` (vLLM ``/classify``, score = characters / 100) on a
+    free loopback port, in a thread of this process; yields its URL. It stands in for a length-biased writing RM."""
+    from recipe.rlmr.dev.servers.reward import LengthBiasedRM
 
-    with FakeRM() as server:
+    with LengthBiasedRM() as server:
         yield server.url
 
 

@@ -5,7 +5,7 @@
 
 Each arm is a real training run through verl's trainer (``recipe.rlmr.dev.launch``), identical
 except ``algorithm.rlmr.mode``. The prompts are creative prompts with one IFEval word limit each;
-the writing reward model is ``rewards.fake_servers.FakeRM`` (score = characters / 100 over the
+the writing reward model is ``recipe.rlmr.dev.servers.reward.LengthBiasedRM`` (score = characters / 100 over the
 vLLM ``/classify`` protocol), a deliberately length-biased stand-in for a human-preference RM.
 Outputs in DIR: ``metrics.csv``, ``summary.md``, ``curves.png``, and ``runs/<arm>_seed<s>/``
 (trainer log, tensorboard, composed config). See docs/experiment.md.

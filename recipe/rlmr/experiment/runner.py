@@ -2,7 +2,7 @@
 
 Every run goes through ``recipe.rlmr.dev.launch.run`` (verl's ``main_ppo`` with the recipe config):
 the same assets (policy, data) built once under the workdir, the same length-biased writing RM
-(``rewards.fake_servers.FakeRM``), the same seed-dependent data order and sampling, learning rate
+(``recipe.rlmr.dev.servers.reward.LengthBiasedRM``), the same seed-dependent data order and sampling, learning rate
 and problem size. The group filter is off in every arm: it drops groups by their verdicts, which
 would hand the writing-only baseline a constraint signal of its own.
 """
