@@ -6,9 +6,9 @@
 1. Candidates per second: the scripted chat server (``recipe.rlmr.dev.servers.chat``) runs in a
    process of its own (so it does not share the client's GIL), answers every request after
    ``--latency-ms`` with a unique valid task, and serves at most ``concurrency`` requests at once.
-   The ideal is ``concurrency / latency`` candidates per second; the figure printed is the measured rate and its fraction of the ideal
-   (wall time of ``expand`` with imports already done: seeds, request loop, validation, dedup,
-   journal writes).
+   The ideal is ``concurrency / latency`` candidates per second; the figure printed is the measured
+   rate and its fraction of the ideal (wall time of ``expand`` with imports already done: seeds,
+   request loop, validation, dedup, journal writes).
 2. Dedup: ``NearDuplicateIndex.check_and_add`` over synthetic prompts (a shared template, 14 words
    drawn from 5,000 made-up ones, 5% near copies with one word changed, 1% exact copies): time,
    prompts per second, peak resident memory added, and how many planted copies were caught.
