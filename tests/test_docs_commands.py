@@ -45,7 +45,7 @@ NOT_RUN = {
     "ray": "starts or joins a Ray cluster; the tests start private Ray instances themselves "
     "(tests/test_trainer_hook.py, tests/test_group_filter.py)",
     "export": "shell builtin; the VERL_USE_EXTERNAL_MODULES path it sets up is tested by tests/test_plugin.py",
-    "uv": "installs packages like pip (docs/install.md's SGLang sequence); `make gpu-stacks` resolves that stack with uv",
+    "uv": "installs packages like pip (docs/install.md, SGLang); `make gpu-stacks` resolves that stack with uv",
     "echo": "writes a file for the next command (docs/install.md's uv override)",
     "tensorboard": "a viewer for logs; tests/test_cpu_e2e.py checks that the demo writes the tensorboard logs",
 }
