@@ -221,3 +221,50 @@ class RewardConfig(StrictConfig):
         """From verl's whole config (its ``reward.rlmr`` section; absent means all defaults)."""
         reward = config.get("reward", None) if config is not None else None
         return load_section(cls, reward.get("rlmr", None) if reward is not None else None, "reward.rlmr")
+
+
+def uses_rlmr_rewards(config: Any) -> bool:
+    """Whether ``config`` (verl's whole config) scores with the `rlmr` reward manager (registered by name)."""
+    reward = config.get("reward", None) if config is not None else None
+    manager = reward.get("reward_manager", None) if reward is not None else None
+    if manager is None or manager.get("source", "register") != "register":
+        return False
+    return manager.get("name", None) == "rlmr"
+
+
+def verl_serves_rm(config: Any) -> bool:
+    """Whether verl serves the reward model itself (``reward.reward_model.enable``)."""
+    reward = config.get("reward", None) if config is not None else None
+    reward_model = reward.get("reward_model", None) if reward is not None else None
+    return bool(reward_model is not None and reward_model.get("enable", False))
+
+
+def writing_rm_problems(settings: RewardConfig, verl_serves: bool, require_rm: bool = True) -> list[str]:
+    """What is missing for the `rlmr` manager to reach a writing RM; one message per broken rule.
+
+    ``require_rm=False`` leaves out "no writing RM at all", which only the manager (and the dry run, for
+    the launch scripts) enforce: a config composed without one (``--cfg job``, tests) stays valid."""
+    rm = settings.writing_rm
+    problems = []
+    if rm.url:
+        if rm.tokenizer is None:
+            problems.append(
+                "reward.rlmr.writing_rm.tokenizer must name the reward model's tokenizer (its chat template)"
+            )
+        if rm.model is None:
+            problems.append("reward.rlmr.writing_rm.model must name the served reward model")
+    elif require_rm and not verl_serves:
+        problems.append(
+            "no writing reward model: set reward.rlmr.writing_rm.url (+ model, tokenizer) for an external server, "
+            "or reward.reward_model.enable=True for one served by verl"
+        )
+    return problems
+
+
+def reward_rules(config: Any) -> list[str]:
+    """The cross-section rules of ``reward.rlmr`` on verl's whole config (only with the `rlmr` manager):
+    what the reward manager would refuse once the workers are up. ``recipe.rlmr.config_check`` runs them
+    with every other rule; the manager and the preflight use ``writing_rm_problems`` directly."""
+    if not uses_rlmr_rewards(config):
+        return []
+    return writing_rm_problems(RewardConfig.from_verl(config), verl_serves_rm(config), require_rm=False)

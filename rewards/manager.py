@@ -27,9 +27,9 @@ from typing import Any
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from rewards.config import RewardConfig
+from rewards.config import RewardConfig, writing_rm_problems
 from rewards.constraints import check_instructions, check_instructions_loose
-from rewards.http import RewardCallError
+from rewards.http import HTTPCallError
 from rewards.judge import ConstraintJudge
 from rewards.reward_info import RewardInfo
 from rewards.spec import ConstraintSpec
@@ -50,13 +50,10 @@ def _words(text: str) -> int:
 
 def _build_writing_rm(settings: RewardConfig, config: Any, router: str | None, rm_tokenizer) -> WritingRMClient:
     rm = settings.writing_rm
+    problems = writing_rm_problems(settings, verl_serves=router is not None)
+    if problems:
+        raise ValueError("\n".join(problems))
     if rm.url:
-        if rm.tokenizer is None:
-            raise ValueError(
-                "reward.rlmr.writing_rm.tokenizer must name the reward model's tokenizer (its chat template)"
-            )
-        if rm.model is None:
-            raise ValueError("reward.rlmr.writing_rm.model must name the served reward model")
         from transformers import AutoTokenizer
 
         return WritingRMClient(rm, AutoTokenizer.from_pretrained(rm.tokenizer, trust_remote_code=True))
@@ -165,12 +162,12 @@ class RLMRRewardManager(RewardManagerBase):
                 info.judge_calls = verdict.calls
                 info.judge_ok = int(verdict.ok)
                 failed += [f"judge:{i}" for i, ok in enumerate(verdict.satisfied, start=1) if not ok]
-            except RewardCallError as err:
+            except HTTPCallError as err:
                 errors.append(f"judge: {err}")
 
         try:
             info.writing_score, info.writing_rm_latency_s = await writing
-        except RewardCallError as err:
+        except HTTPCallError as err:
             errors.append(f"writing_rm: {err}")
 
         info.failed_constraints = ";".join(failed)

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.config import RewardConfig
+from rewards.config import RewardConfig, uses_rlmr_rewards, verl_serves_rm, writing_rm_problems
 
 # The probe sample: short, so any tokenizer and any max_input_tokens take it whole.
 PROBE_MESSAGES = [{"role": "user", "content": "Write one sentence about the sea."}]
@@ -111,8 +111,9 @@ async def probe_writing_rm(settings: RewardConfig) -> str:
     from rewards.writing_rm import WritingRMClient
 
     rm = settings.writing_rm
-    if not rm.tokenizer or not rm.model:
-        raise ValueError("reward.rlmr.writing_rm.model and .tokenizer must be set with writing_rm.url")
+    problems = writing_rm_problems(settings, verl_serves=False)
+    if problems:
+        raise ValueError("; ".join(problems))
     try:
         tokenizer = await _in_daemon_thread(lambda: _load_tokenizer(rm.tokenizer))
     except Exception as err:
@@ -210,15 +211,6 @@ def _run_blocking(coroutine: Awaitable) -> Any:
     return outcome["value"]
 
 
-def uses_rlmr_rewards(config: Any) -> bool:
-    """Whether ``config`` (verl's whole config) scores with the `rlmr` reward manager, which uses these endpoints."""
-    reward = config.get("reward", None) if config is not None else None
-    manager = reward.get("reward_manager", None) if reward is not None else None
-    if manager is None or manager.get("source", "register") != "register":
-        return False
-    return manager.get("name", None) == "rlmr"
-
-
 def preflight(config: Any, log: Callable[[str], None] | None = print) -> list[ProbeResult]:
     """Probe the endpoints ``config`` (verl's whole config) names, unless turned off or not `rlmr`'s.
 
@@ -231,9 +223,7 @@ def preflight(config: Any, log: Callable[[str], None] | None = print) -> list[Pr
         if log:
             log("[rlmr preflight] off (reward.rlmr.preflight.enable=false)")
         return []
-    reward_model = config.reward.get("reward_model", None)
-    verl_serves_rm = bool(reward_model is not None and reward_model.get("enable", False))
-    results = _run_blocking(probe_endpoints(settings, verl_serves_rm))
+    results = _run_blocking(probe_endpoints(settings, verl_serves_rm(config)))
     if log:
         for result in results:
             log(f"[rlmr preflight] {result.line()}")

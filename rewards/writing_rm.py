@@ -24,7 +24,7 @@ import asyncio
 from typing import Any, Literal
 
 from rewards.config import WritingRMConfig
-from rewards.http import PooledClient, RetryableError, RewardCallError
+from rewards.http import HTTPCallError, PooledClient, RetryableError
 from rewards.rm_format import format_rm_input
 
 Backend = Literal["vllm_classify", "vllm_pooling", "sglang"]
@@ -55,7 +55,7 @@ def _last(value: Any) -> float:
 
 
 class WritingRMClient:
-    """Scores (chat prompt, response) pairs; ``score`` raises RewardCallError when it cannot."""
+    """Scores (chat prompt, response) pairs; ``score`` raises HTTPCallError when it cannot."""
 
     def __init__(self, settings: WritingRMConfig, tokenizer):
         """``settings`` must name ``url`` and ``model``; a null ``backend`` means vllm_classify."""
@@ -111,7 +111,7 @@ class WritingRMClient:
         try:
             scores = await self.http.with_retries(attempt)
         except Exception as err:  # every waiter learns why; nobody hangs
-            error = err if isinstance(err, RewardCallError) else RewardCallError(f"{type(err).__name__}: {err}")
+            error = err if isinstance(err, HTTPCallError) else HTTPCallError(f"{type(err).__name__}: {err}")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

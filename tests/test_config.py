@@ -68,6 +68,15 @@ def test_each_user_key_is_really_needed(missing, error, message):
         dry_run.check([k for k in USER_KEYS if not k.startswith(missing + "=")])
 
 
+@pytest.mark.parametrize("dropped", ["model", "tokenizer"])
+def test_the_dry_run_refuses_an_rm_url_without_model_or_tokenizer_with_the_preflight_off(dropped):
+    """The rule the reward manager enforces once workers are up (rewards.config.writing_rm_problems) is
+    checked by the dry run too (recipe.rlmr.config_check), with no endpoint contacted."""
+    keys = [k for k in USER_KEYS if not k.startswith(f"reward.rlmr.writing_rm.{dropped}=")]
+    with pytest.raises(ValueError, match=f"reward.rlmr.writing_rm.{dropped} must name"):
+        dry_run.check([*keys, "reward.rlmr.preflight.enable=false"])
+
+
 def test_defaults_are_rlmr_and_the_paper_hyperparameters():
     config = compose_rlmr()
     assert config.algorithm.adv_estimator == "rlmr"

@@ -5,7 +5,8 @@
 Composes ``rlmr_trainer`` with the overrides against the installed verl (an unknown or misspelled
 key fails here, as Hydra's struct mode refuses it), refuses verl's legacy top-level
 ``reward_model.*`` / ``custom_reward_function.*`` keys (verl 0.9.1 silently ignores them), runs
-verl's ``validate_config``, builds verl's rollout config dataclass, runs the recipe's own checks,
+verl's ``validate_config``, builds verl's rollout config dataclass, runs every rule the run checks
+(``recipe.rlmr.config_check.check_config``, the same function the trainer and ``main_rlmr`` call),
 checks that a writing reward model is placed, and prints the settings that matter. No Ray, no GPU.
 
 The reward endpoints are not contacted (a dry run works on a laptop far from the cluster's servers)
@@ -22,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 import recipe.rlmr
-from recipe.rlmr.main_rlmr import validate_rlmr_config
+from recipe.rlmr.config_check import check_config
 
 CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
 LEGACY_SECTIONS = ("reward_model", "custom_reward_function")
@@ -61,7 +62,8 @@ def check(overrides: list[str]) -> DictConfig:
         raise ValueError(f"legacy keys {legacy} are silently ignored by verl 0.9.1: use the reward.* group instead")
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     omega_conf_to_dataclass(config.actor_rollout_ref.rollout)  # verl's own checks of the rollout settings
-    validate_rlmr_config(config)
+    check_config(config)  # every rule the run itself checks (recipe.rlmr.config_check)
+    # The launch scripts always need a writing RM, whatever the reward manager:
     if not config.reward.rlmr.writing_rm.url and not config.reward.reward_model.enable:
         raise ValueError("no writing reward model: set RM_URL (external) or RM_PATH (served by verl)")
     return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from recipe.rlmr.config_check import check_config
 from recipe.rlmr.dry_run import compose_recipe
 from rewards.config import RewardConfig
 from rewards.preflight import preflight, uses_rlmr_rewards
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = compose_recipe(overrides)
+        check_config(config)  # every rule a launch checks, before any endpoint is asked
         if not uses_rlmr_rewards(config):
             print(f"reward.reward_manager.name={config.reward.reward_manager.name}: not `rlmr`, nothing to probe")
             return 0

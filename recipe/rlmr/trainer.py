@@ -37,9 +37,10 @@ from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
 from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from recipe.rlmr.config_check import check_config
 from recipe.rlmr.metrics import instruction_following_metrics, reward_metrics
 from recipe.rlmr.reward_health import RewardHealth
-from recipe.rlmr.schema import RLMRConfig, check_sections
+from recipe.rlmr.schema import RLMRConfig
 from recipe.rlmr.verdicts import needs_verdicts, supply_verdicts, verdicts_from_extra_infos
 from rewards.config import RewardConfig
 from rewards.preflight import preflight
@@ -77,7 +78,7 @@ class RLMRAdvantageMixin:
         # algorithm.rlmr / reward.rlmr key, or a reward endpoint that does not answer as training
         # needs (rewards.preflight), fails here, seconds after launch, in every entry point.
         config = kwargs["config"] if "config" in kwargs else args[0]
-        check_sections(config)
+        check_config(config, notice=None)  # every rule the entry points check (recipe.rlmr.config_check)
         preflight(config)
         super().__init__(*args, **kwargs)
 
