@@ -9,7 +9,9 @@ writing scores, ``V`` the constraint violators and ``k = |V|``:
                  A_i   = (r'_i - mean(r')) / (std(r') + eps)      (or r'_i - mean(r') without std)
     k = n      : A = 0 for everyone (no compliant response, so no constraint signal to learn from)
     invalid    : A = 0 for everyone in a group holding a sample whose reward failed
-                 (``reward_valid = 0``): its score is a placeholder, never something to learn from
+                 (``reward_valid = 0``) or whose score is not finite (NaN, +-inf): such a score is a
+                 placeholder or an overflow, never something to learn from, and one inf would turn
+                 every advantage of its group into NaN
 
 Why this delta: mean(r') = (sum r - k * delta) / n, and asking the best-scored violator to sit
 ``gamma`` below that mean, ``max_V r - delta <= mean(r') - gamma``, solves to the bound above.
@@ -20,6 +22,10 @@ the std keeps signs, so this holds with and without std normalisation. Compliant
 not shifted, so they keep their order, and a constant added to a group's scores cancels out.
 With no violators the result equals verl's ``compute_grpo_outcome_advantage`` (unbiased std;
 single-sample groups use mean 0 and std 1, as verl does).
+
+Baselines (``algorithm.rlmr.mode``) replace r' by r, the verdict, or r + w * verdict before the same
+group normalisation; ``gdpo`` is GDPO (arXiv 2601.05242) on the two components, see ``gdpo_advantage``.
+Whatever the mode, no advantage that leaves this module is non-finite.
 
 The group arithmetic runs in float64, so the margin survives reward models with large score
 magnitudes; advantages come back in the dtype of ``token_level_rewards``.
@@ -141,6 +147,59 @@ def _group_mean_std(values: torch.Tensor, group: torch.Tensor, num_groups: int) 
     return torch.where(singleton, zeros, mean), torch.where(singleton, torch.ones_like(std), std)
 
 
+def nonfinite_groups(scores: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """[G] bool: groups holding a score that is NaN or +-inf."""
+    bad = ~torch.isfinite(scores.detach().reshape(-1).cpu())
+    return torch.zeros(num_groups, dtype=torch.bool).index_put((group,), bad, accumulate=True)
+
+
+def _group_normalise(values: torch.Tensor, group: torch.Tensor, num_groups: int, epsilon: float, by_std: bool):
+    """[B] GRPO's group normalisation of ``values``: (v - mean_g) / (std_g + eps), or v - mean_g."""
+    mean, std = _group_mean_std(values, group, num_groups)
+    centered = values - mean[group]
+    return centered / (std[group] + epsilon) if by_std else centered
+
+
+def gdpo_advantage(
+    scores: torch.Tensor,
+    violates: torch.Tensor,
+    group: torch.Tensor,
+    response_mask: torch.Tensor,
+    weights: tuple[float, float],
+    epsilon: float,
+    norm_adv_by_std_in_grpo: bool,
+    silenced: torch.Tensor,
+) -> torch.Tensor:
+    """[B, T] GDPO advantages from two rewards: the writing score and the verdict (1 compliant, 0 violating).
+
+        A_s = groupnorm(r),  A_v = groupnorm(verdict)          (each GRPO-normalised within its group)
+        S   = w_s * A_s + w_v * A_v                             ([B], broadcast over response tokens)
+        A   = (S - mean_tok(S)) / sqrt(var_tok(S) + 1e-8)       (whitened over every response token of the batch)
+
+    This is verl's ``compute_gdpo_outcome_advantage`` fed the same two components (its whitening is
+    token-weighted, with the unbiased variance: long responses weigh more). Samples of ``silenced``
+    groups ([G] bool: invalid or non-finite rewards) get 0 and are left out of the whitening statistics,
+    so a placeholder score moves no one's advantage.
+
+    No sign guarantee: a violator's A_v is -sqrt((n-k)(n-1)/(k n)) in a group with k violators of n, which
+    a high writing score outweighs when most of the group violates (k = n-1: -1/sqrt(n)); the batch
+    whitening's shift can move any advantage across 0.
+    """
+    num_groups = silenced.numel()
+    verdict = (~violates).to(_COMPUTE_DTYPE)
+    finite_scores = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
+    summed = weights[0] * _group_normalise(finite_scores, group, num_groups, epsilon, norm_adv_by_std_in_grpo)
+    summed = summed + weights[1] * _group_normalise(verdict, group, num_groups, epsilon, norm_adv_by_std_in_grpo)
+    mask = response_mask.detach().cpu().to(_COMPUTE_DTYPE) * (~silenced[group]).to(_COMPUTE_DTYPE).unsqueeze(-1)
+    tokens = mask.sum()
+    if tokens < 2:  # nothing (or one token) to whiten over
+        return torch.zeros_like(mask)
+    per_token = summed.unsqueeze(-1).expand_as(mask)
+    mean = (per_token * mask).sum() / tokens
+    var = (((per_token - mean) ** 2) * mask).sum() / (tokens - 1)  # unbiased, as verl's masked_var
+    return (per_token - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
 def _mode_values(settings: RLMRConfig, scores: torch.Tensor, penalty: GroupPenalty) -> torch.Tensor:
     compliant = (~penalty.violates).to(_COMPUTE_DTYPE)
     raw = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)
@@ -184,11 +243,26 @@ def compute_rlmr_outcome_advantage(
         scores = token_level_rewards.sum(dim=-1)  # [B], summed in the input dtype like verl's GRPO
         penalty = group_penalty(scores, constraints_ok, index, settings.gamma)
         num_groups = penalty.size.numel()
-        values = _mode_values(settings, scores, penalty)  # [B] float64, what GRPO normalises
-        mean, std = _group_mean_std(values, penalty.group, num_groups)  # [G], [G]
-        centered = values - mean[penalty.group]  # [B]
-        advantage = centered / (std[penalty.group] + settings.epsilon) if norm_adv_by_std_in_grpo else centered
         silenced = invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
+        silenced = silenced | nonfinite_groups(scores, penalty.group, num_groups)
+        if settings.mode == "gdpo":
+            raw = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)
+            advantage = gdpo_advantage(
+                raw,
+                penalty.violates,
+                penalty.group,
+                response_mask,
+                settings.gdpo_weights,
+                settings.epsilon,
+                norm_adv_by_std_in_grpo,
+                silenced,
+            )  # [B, T], zero outside the response and in silenced groups
+            advantages = advantage.to(device=token_level_rewards.device, dtype=token_level_rewards.dtype)
+            return advantages, advantages
+        values = _mode_values(settings, scores, penalty)  # [B] float64, what GRPO normalises
+        # a silenced group's values never reach the arithmetic (an inf would make its mean NaN)
+        values = torch.where(silenced[penalty.group], torch.zeros_like(values), values)
+        advantage = _group_normalise(values, penalty.group, num_groups, settings.epsilon, norm_adv_by_std_in_grpo)
         if settings.mode == "rlmr":  # k = n: nothing compliant to prefer, so nobody is pushed up (or down)
             silenced = silenced | penalty.all_violate
         advantage = torch.where(silenced[penalty.group], torch.zeros_like(advantage), advantage)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recipe.rlmr.advantage import _as_violation_mask, group_penalty, invalid_groups
+from recipe.rlmr.advantage import _as_violation_mask, group_penalty, invalid_groups, nonfinite_groups
 from rewards.reward_info import (
     CONSTRAINTS_OK,
     JUDGE_CALLS,
@@ -35,12 +35,14 @@ def advantage_metrics(
     reward_valid: Any = None,
 ) -> dict[str, float]:
     """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
-    penalty = group_penalty(token_level_rewards.sum(-1), constraints_ok, index, gamma)
+    scores = token_level_rewards.sum(-1)
+    penalty = group_penalty(scores, constraints_ok, index, gamma)
     # The advantage of a sample is constant over its response tokens; read it at the first one.
     first_token = response_mask.float().argmax(dim=-1)
     sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
     invalid = invalid_groups(reward_valid, penalty.group, penalty.size.numel())  # [G]
-    violates, mixed = penalty.violates, penalty.mixed & ~invalid
+    nonfinite = nonfinite_groups(scores, penalty.group, penalty.size.numel())  # [G]
+    violates, mixed = penalty.violates, penalty.mixed & ~invalid & ~nonfinite
 
     def mean_or_nan(values: torch.Tensor) -> float:
         return float(values.mean()) if values.numel() else float("nan")
@@ -55,6 +57,11 @@ def advantage_metrics(
         adv_invalid_abs_max = float("nan")
     return {
         "rlmr/adv_invalid_abs_max": adv_invalid_abs_max,
+        # scores that reached the estimator as NaN/inf (their groups get zero advantages); 0 when rewards are sound
+        "rlmr/nonfinite_scores": float((~torch.isfinite(scores.detach().reshape(-1).cpu())).sum()),
+        "rlmr/groups_nonfinite": float(nonfinite.sum()),
+        # any NaN/inf advantage would reach the actor's loss; the estimator makes this 0 by construction
+        "rlmr/adv_nonfinite": float((~torch.isfinite(sample_adv)).sum()),
         "rlmr/violation_rate": float(violates.double().mean()) if violates.numel() else float("nan"),
         "rlmr/groups_mixed": float(mixed.sum()),
         "rlmr/groups_all_violate": float(penalty.all_violate.sum()),

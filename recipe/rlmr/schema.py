@@ -22,7 +22,9 @@ __all__ = ["MODES", "ConfigError", "FilterConfig", "RLMRConfig"]
 #   writing_only   writing scores r, verdicts ignored (the reward-hacking baseline)
 #   verifier_only  the verdict alone, 1 compliant / 0 violating
 #   fixed_weight   r + w * verdict, w = fixed_weight (a high-scoring violator can stay positive)
-Mode = Literal["rlmr", "writing_only", "verifier_only", "fixed_weight"]
+#   gdpo           GDPO (arXiv 2601.05242): each of writing score and verdict normalised within its group,
+#                  weighted sum (gdpo_weights), then whitened over the batch's response tokens
+Mode = Literal["rlmr", "writing_only", "verifier_only", "fixed_weight", "gdpo"]
 MODES: tuple[str, ...] = Mode.__args__
 
 
@@ -76,9 +78,15 @@ class RLMRConfig(StrictConfig):
         "rlmr",
         description="rlmr, or one of the paper's baselines (same reward manager, metrics and normalisation): "
         "writing_only (writing score alone), verifier_only (verdict alone, 1/0), "
-        "fixed_weight (writing score + fixed_weight x verdict).",
+        "fixed_weight (writing score + fixed_weight x verdict), gdpo (GDPO: writing score and verdict each "
+        "normalised within the group, summed with gdpo_weights, then whitened over the batch, as verl's gdpo).",
     )
     fixed_weight: float = Field(1.0, description="Weight of the verdict in mode=fixed_weight, in writing-RM units.")
+    gdpo_weights: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="mode=gdpo: weights of the group-normalised [writing score, verdict] before the batch "
+        "whitening (verl's algorithm.gdpo_reward_weights). Equal weights are GDPO's default.",
+    )
     replay_poll_interval_s: float = Field(
         2.0,
         gt=0,
