@@ -7,9 +7,21 @@ Modules, one idea each:
     group_filter   which finished groups to drop (pure)
     replay_buffer  that filter inside verl's V1 replay buffer
     metrics        the rlmr/* metrics
+    reward_health  the reward failure budget (stop a run whose rewards keep failing)
+    schema         the ``algorithm.rlmr`` config schema
+    config_check   every config rule in one function, called by every entry point
     plugin         registration with verl (loaded through the ``verl.plugins`` entry point)
     main_rlmr      the recipe's entry point; dry_run checks a launch without starting it
-    demo           `make demo`; tiny_assets builds tiny models for development and tests
+    preflight      ``python -m recipe.rlmr.preflight``: probe the reward endpoints of a config
+    verl_surface   every private verl name the recipe relies on, with a check
+
+Subpackages:
+    cpu            the opt-in CPU platform (VERL_PLATFORM=cpu): platform, engines, patches
+    rollout        the ``hf`` rollout (transformers' generate), on any device
+    dev            development tooling: ``make demo``, the local launcher, tiny assets, sample data,
+                   docs generator, SmolLM2, and ``servers`` (all dev and test servers)
+    experiment     the length-hacking experiment (``make experiment``)
+    config         rlmr_trainer.yaml; scripts: the launch scripts per model size
 """
 
 # Import verl before any module of ours: `import verl` loads our plugin, which imports these

@@ -157,7 +157,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from accelerate import PartialState
     from transformers import AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import RewardConfig
+    from trl import RewardConfig as TRLRewardConfig  # TRL's training arguments, not rewards.config.RewardConfig
 
     from rewards.rm_training.evaluate import pair_report, render_report
     from rewards.rm_training.pairs import load_prepared, prepare_pairs
@@ -183,7 +183,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{args.model}: the tokenizer has no chat template; the RM input format needs one")
     added_pad = ensure_pad_token(tokenizer)
-    config = RewardConfig(
+    config = TRLRewardConfig(
         output_dir=str(checkpoints),
         num_train_epochs=args.epochs,
         max_steps=args.max_steps,
@@ -214,7 +214,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         use_cpu=not _on_gpu(),  # CPU-only machines: gloo data parallel under torchrun / accelerate launch
     )
 
-    state = PartialState()  # after RewardConfig, which sets up the distributed state (and resets earlier ones)
+    state = PartialState()  # after TRLRewardConfig, which sets up the distributed state (and resets earlier ones)
     prepared = output / "prepared"
     margin_key = args.margin_key or None
     summaries = {}
