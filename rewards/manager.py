@@ -137,6 +137,7 @@ class RLMRRewardManager(RewardManagerBase):
         failed: list[str] = []
         rules = spec.rules
         ids, kwargs = [r.instruction_id for r in rules], [r.kwargs for r in rules]
+        info.rule_ids = ";".join(ids)
         rule_results = check_instructions(response, ids, kwargs, prompt=task)
         failed += [r.instruction_id for r, ok in zip(rules, rule_results, strict=True) if not ok]
         info.rule_ok = int(all(rule_results))

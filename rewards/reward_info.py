@@ -39,6 +39,9 @@ class RewardInfo:
     judge_ok: int = _doc(-1, "1 satisfied or no free-text constraints, 0 violated, -1 not asked or failed")
     num_constraints: int = _doc(0, "constraints in the prompt's spec")
     failed_constraints: str = _doc("", "`;`-joined ids of failed constraints (`judge:N` for the N-th free-text one)")
+    rule_ids: str = _doc(
+        "", "`;`-joined instruction ids of the rule constraints checked (the per-type violation rates)"
+    )
     reward_valid: int = _doc(0, "1, or 0 when a backend failed for good, the spec was unusable or the sample timed out")
     response_words: int = _doc(0, "words (`\\w+` runs) in the response")
     judge_calls: int = _doc(0, "judge chat completions answered for this sample (retries and votes included)")
@@ -74,6 +77,9 @@ NUM_RULES = _key("num_rules")
 RULES_FOLLOWED_STRICT = _key("rules_followed_strict")
 RULES_FOLLOWED_LOOSE = _key("rules_followed_loose")
 REWARD_ERROR = _key("reward_error")
+FAILED_CONSTRAINTS = _key("failed_constraints")
+RULE_IDS = _key("rule_ids")
+JUDGE_OK = _key("judge_ok")
 
 # Who provides the verdicts, for error messages.
 VERDICT_PROVIDER = "the `rlmr` reward manager (reward.reward_manager.name=rlmr)"

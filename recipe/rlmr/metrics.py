@@ -11,12 +11,15 @@ import torch
 from recipe.rlmr.advantage import _as_violation_mask, group_penalty, invalid_groups, nonfinite_groups
 from rewards.reward_info import (
     CONSTRAINTS_OK,
+    FAILED_CONSTRAINTS,
     JUDGE_CALLS,
     JUDGE_CALLS_SAVED,
+    JUDGE_OK,
     NUM_RULES,
     RESPONSE_WORDS,
     REWARD_LATENCY_S,
     REWARD_VALID,
+    RULE_IDS,
     RULE_OK,
     RULE_OK_LOOSE,
     RULES_FOLLOWED_LOOSE,
@@ -76,9 +79,57 @@ def advantage_metrics(
     }
 
 
-def reward_metrics(reward_extra_infos: Sequence[Mapping[str, Any] | None]) -> dict[str, float]:
-    """What the `rlmr` reward manager reported for the batch; keys it did not report are skipped."""
-    infos = [info for info in reward_extra_infos if isinstance(info, Mapping)]
+def group_of(trajectory_key: str) -> str:
+    """The prompt group (verl's ``uid``) of a TransferQueue trajectory key ``{uid}_{session}_{i}``."""
+    return str(trajectory_key).split("_", 1)[0]
+
+
+def score_length_corr(scores: np.ndarray, lengths: np.ndarray, groups: Sequence[str]) -> float:
+    """Pearson correlation of writing score with response length inside each group, averaged over the
+    groups where both vary (NaN when none does). A length-biased writing RM shows a mean near +1 from
+    the first step: within one prompt, longer answers score higher whatever they say."""
+    groups = np.asarray(groups, dtype=object)
+    corrs = []
+    for g in dict.fromkeys(groups.tolist()):
+        x, y = scores[groups == g], lengths[groups == g]
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if x.size >= 2 and x.std() > 0 and y.std() > 0:
+            corrs.append(float(np.corrcoef(x, y)[0, 1]))
+    return float(np.mean(corrs)) if corrs else float("nan")
+
+
+def violations_by_type(infos: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``rlmr/violations/<instruction id>``: among scored responses whose prompt carries that rule, the share
+    that broke it; ``rlmr/violations/judge``: among responses the judge answered for, the share it failed
+    (responses whose rules already failed are not sent to the judge when short_circuit is on)."""
+    carried: dict[str, int] = {}
+    broken: dict[str, int] = {}
+    judged = judge_failed = 0
+    for info in infos:
+        if not info.get(REWARD_VALID, 1):
+            continue
+        failed = set(filter(None, str(info.get(FAILED_CONSTRAINTS, "")).split(";")))
+        for rule in filter(None, str(info.get(RULE_IDS, "")).split(";")):
+            carried[rule] = carried.get(rule, 0) + 1
+            broken[rule] = broken.get(rule, 0) + int(rule in failed)
+        if info.get(JUDGE_CALLS, 0) > 0 and info.get(JUDGE_OK, -1) in (0, 1):  # the judge answered
+            judged += 1
+            judge_failed += int(info[JUDGE_OK] == 0)
+    metrics = {f"rlmr/violations/{rule}": broken[rule] / count for rule, count in sorted(carried.items())}
+    if judged:
+        metrics["rlmr/violations/judge"] = judge_failed / judged
+    return metrics
+
+
+def reward_metrics(
+    reward_extra_infos: Sequence[Mapping[str, Any] | None], keys: Sequence[str] | None = None
+) -> dict[str, float]:
+    """What the `rlmr` reward manager reported for the batch; keys it did not report are skipped.
+
+    ``keys`` (the trajectories' TransferQueue keys) group the samples by prompt for ``rlmr/score_length_corr``."""
+    rows = [(i, info) for i, info in enumerate(reward_extra_infos) if isinstance(info, Mapping)]
+    infos = [info for _, info in rows]
     if not infos:
         return {}
 
@@ -108,6 +159,12 @@ def reward_metrics(reward_extra_infos: Sequence[Mapping[str, Any] | None]) -> di
     words = column(RESPONSE_WORDS)
     if words is not None:
         metrics["rlmr/response_words_mean"] = float(words.mean())
+        if keys is not None and score is not None:
+            usable = valid != 0 if valid is not None else np.ones(len(infos), dtype=bool)
+            groups = [group_of(keys[i]) for i, _ in rows]
+            metrics["rlmr/score_length_corr"] = score_length_corr(np.where(usable, score, np.nan), words, groups)
+    if RULE_IDS in infos[0]:
+        metrics.update(violations_by_type(infos))
     return metrics
 
 

@@ -105,7 +105,7 @@ class RLMRAdvantageMixin:
         with supply_verdicts(*verdicts_from_extra_infos(extra_infos, batch.keys)) as step:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)
-        metrics.update(reward_metrics(extra_infos))
+        metrics.update(reward_metrics(extra_infos, batch.keys))
         return batch
 
     def _val_metrics_update(self, data_sources, sample_uids, reward_extra_infos_dict, *args, **kwargs):
