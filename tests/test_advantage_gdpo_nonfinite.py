@@ -65,7 +65,7 @@ def float32_is_enough(scores, ok, index) -> bool:
 
 def ours(scores, ok, index, width, lengths, weights, norm, valid=None):
     rewards, mask = token_tensors(scores, width, lengths)
-    cfg = RLMRConfig(mode="gdpo", gdpo_weights=weights)
+    cfg = RLMRConfig(mode="gdpo", gdpo_weights=list(weights))
     adv, _ = compute_rlmr_outcome_advantage(rewards, mask, index, ok, cfg, norm, reward_valid=valid)
     return adv, mask
 

@@ -33,6 +33,7 @@ magnitudes; advantages come back in the dtype of ``token_level_rewards``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +166,7 @@ def gdpo_advantage(
     violates: torch.Tensor,
     group: torch.Tensor,
     response_mask: torch.Tensor,
-    weights: tuple[float, float],
+    weights: Sequence[float],
     epsilon: float,
     norm_adv_by_std_in_grpo: bool,
     silenced: torch.Tensor,

@@ -82,8 +82,10 @@ class RLMRConfig(StrictConfig):
         "normalised within the group, summed with gdpo_weights, then whitened over the batch, as verl's gdpo).",
     )
     fixed_weight: float = Field(1.0, description="Weight of the verdict in mode=fixed_weight, in writing-RM units.")
-    gdpo_weights: tuple[float, float] = Field(
-        (1.0, 1.0),
+    gdpo_weights: list[float] = Field(
+        default_factory=lambda: [1.0, 1.0],
+        min_length=2,
+        max_length=2,
         description="mode=gdpo: weights of the group-normalised [writing score, verdict] before the batch "
         "whitening (verl's algorithm.gdpo_reward_weights). Equal weights are GDPO's default.",
     )
