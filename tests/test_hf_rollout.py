@@ -520,3 +520,59 @@ def test_adapter_ships_the_actors_weights_to_its_server(transfer_queue, policy_d
             asyncio.run(owner.update_weights(iter([]), wire_format="delta_flush"))
     finally:
         ray.kill(server)
+
+
+# ---- seeded sampling: a request's tokens depend on what it is, not on its batch ------------
+
+
+def multisets(server, requests, batches) -> dict:
+    """Send ``requests`` ((prompt, params) pairs) in ``batches`` (lists of indices, one
+    ``generate_all`` each); the sorted token outputs per prompt."""
+    found: dict = {}
+    for batch in batches:
+        outputs = generate_all(server, [requests[i][0] for i in batch], [requests[i][1] for i in batch])
+        for i, output in zip(batch, outputs, strict=True):
+            found.setdefault(tuple(requests[i][0]), []).append(tuple(output.token_ids))
+    return {prompt: sorted(tokens) for prompt, tokens in found.items()}
+
+
+def test_seeded_sampling_ignores_order_and_batching_and_follows_seed_and_step(policy_dir):
+    """Same requests (3 prompts x 3 samples, one prompt twice as long), sent at once into one
+    batch, reversed, and one at a time with max_num_seqs 1: the same multiset of responses per
+    prompt. Another seed or another step: other responses. Log-probs stay the raw logits' ones."""
+    from recipe.rlmr.rollout.hf import HFRolloutServer
+
+    hot = {**SAMPLING, "temperature": 0.9, "top_k": 20, "top_p": 0.95}
+    requests = [(prompt, hot) for prompt in ([5, 6], [7], [8, 9, 10, 11, 12]) for _ in range(3)]
+    every = list(range(len(requests)))
+
+    def run(max_num_seqs=16, seed=0, step=1, batches=(every,)):
+        server = HFRolloutServer(rollout_config(seed=seed, max_num_seqs=max_num_seqs), {"path": str(policy_dir)})
+        server.eos_ids, server.global_steps = [], step
+        return server, multisets(server, requests, batches)
+
+    server, together = run()
+    assert all(len(set(tokens)) > 1 for tokens in together.values())  # the samples of a prompt differ
+    assert run(batches=(every[::-1],))[1] == together
+    assert run(max_num_seqs=1, batches=([i] for i in every[::2] + every[1::2]))[1] == together
+    assert run(max_num_seqs=2, batches=(every[4:], every[:4]))[1] == together
+    assert run(seed=1)[1] != together
+    assert run(step=2)[1] != together
+    outputs = generate_all(server, [requests[0][0]], [hot])  # log-probs: the raw logits at the temperature
+    expected = reference_logprobs(server.model, requests[0][0], outputs[0].token_ids, 0.9)
+    assert torch.allclose(torch.tensor(outputs[0].log_probs), expected, atol=1e-4)
+
+
+def test_seeded_sampler_keeps_to_top_k_and_to_the_warped_distribution():
+    """The sampler warps as transformers does: with top-k 2 only the two best tokens come out, in
+    proportion to their renormalised probabilities at the temperature."""
+    from recipe.rlmr.rollout.hf import SeededSampler, sample_seed
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
+    sampler = SeededSampler([sample_seed(i) for i in range(4000)], temperature=0.5, top_p=1.0, top_k=2)
+    forced = sampler(torch.zeros((4000, 1), dtype=torch.long), logits)
+    tokens = forced.argmax(-1)
+    assert torch.isfinite(forced).sum(-1).eq(1).all()  # exactly one token allowed per row
+    assert set(tokens.tolist()) == {0, 1}
+    expected = torch.softmax(torch.tensor([2.0, 1.0]) / 0.5, -1)[0].item()  # ~0.88
+    assert abs(tokens.eq(0).float().mean().item() - expected) < 0.03

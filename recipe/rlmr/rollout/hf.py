@@ -26,11 +26,20 @@ Every tensor the server builds is built on the model's device, and every tensor 
 Log-probs are ``log_softmax(logits / temperature)`` of the chosen token, the quantity verl's
 actor recomputes, so ``training/rollout_probs_diff_*`` measures only numerical drift when the
 weights are in sync. Greedy requests (temperature 0) report log-probs at temperature 1.
+
+Seeded sampling: a sampled request draws its tokens from its own generator, seeded from what
+identifies it, never from the process RNG, so its tokens do not depend on how requests happen to
+be batched (``SeededSampler``). The identity is (rollout seed, replica rank, ``global_steps``,
+sampling settings, prompt token ids, k), where k counts the earlier requests of the same step with
+the same prompt and settings: the n samples of a group are exchangeable, so whatever order they
+arrive in, a prompt gets the same multiset of responses. Two runs with the same seed and the same
+weights (two arms at step 1) therefore roll out the same responses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import threading
@@ -142,6 +151,50 @@ class _Request:
     sampling: tuple  # (temperature, top_p, top_k, repetition_penalty): one batch shares these
     want_logprobs: bool
     done: asyncio.Future = field(repr=False)
+    sample_seed: int = 0  # seeds this request's own generator (sample_seed())
+
+
+def sample_seed(*identity) -> int:
+    """A 63-bit seed from ``identity`` (ints, floats, None, tuples and lists of them), the same in
+    every process and run (no ``hash()``: Python salts it per process)."""
+    digest = hashlib.blake2b(repr(identity).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SeededSampler:
+    """The last logits processor of a sampled ``generate``: warps each row's scores as transformers
+    would (temperature, top-k, top-p), draws the row's token from the row's own generator (inverse
+    CDF of one uniform per row per step) and returns scores that allow only that token.
+
+    transformers (5.x) runs custom processors before its own sampling warpers, so this one warps
+    itself; the warpers that follow, and ``generate``'s multinomial, keep the one token it left.
+    Repetition penalty and the other default processors run before it. Raw logits (``output_logits``,
+    whence the returned log-probs) are untouched. Each row draws once per generation step while its
+    batch runs, so its k-th token depends only on its first k draws: on its own seed, whatever rows
+    share its batch."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int):
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        warpers = []
+        if temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(temperature))
+        if top_k:
+            warpers.append(TopKLogitsWarper(top_k=top_k))
+        if top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p=top_p))
+        self.warpers = LogitsProcessorList(warpers)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
+        cdf = probs.cumsum(dim=-1)
+        uniform = torch.stack([torch.rand((), generator=g) for g in self.generators]).to(cdf.device)
+        target = (uniform.clamp(max=1 - 1e-6) * cdf[:, -1]).unsqueeze(-1)  # in [0, total)
+        # the first token whose cumulative mass exceeds the target: never one of zero mass
+        tokens = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)
+        forced = torch.full_like(scores, -float("inf"))
+        return forced.scatter_(-1, tokens, 0.0)
 
 
 class _StopWhenAborted:
@@ -177,8 +230,8 @@ class HFRolloutServer:
             )
         if num_threads:
             torch.set_num_threads(num_threads)
-        # sampling draws from this process's torch RNG (CPU and CUDA alike); seed it per replica
-        # (batch composition still depends on request timing, so runs are repeatable only roughly)
+        # sampling draws from each request's own generator (SeededSampler); the process RNG is
+        # seeded too, for anything else that draws from it
         torch.manual_seed(int(getattr(self.config, "seed", 0) or 0) + replica_rank)
         path = _model_path(model_config)
         self.dtype = rollout_dtype(str(self.device), self.config.dtype)
@@ -192,6 +245,9 @@ class HFRolloutServer:
         self.max_batch = max(1, int(self.config.max_num_seqs or 1))
         self.global_steps = None
         self.weight_version = 0
+        self.seed = int(getattr(self.config, "seed", 0) or 0)
+        self._occurrences: dict = {}  # (sampling, prompt ids) -> requests seen this step (SeededSampler)
+        self._occurrences_step = None
 
         self._queue: list[_Request] = []
         self._worker: asyncio.Task | None = None
@@ -244,18 +300,29 @@ class HFRolloutServer:
             top_k if top_k > 0 else 0,
             float(sampling_params.get("repetition_penalty", 1.0)),
         )
+        max_tokens = self._max_tokens(len(prompt_ids), sampling_params)
         request = _Request(
             prompt_ids=list(prompt_ids),
-            max_tokens=self._max_tokens(len(prompt_ids), sampling_params),
+            max_tokens=max_tokens,
             sampling=sampling,
             want_logprobs=bool(sampling_params.get("logprobs", False)),
             done=asyncio.get_running_loop().create_future(),
+            sample_seed=self._sample_seed(list(prompt_ids), sampling, max_tokens),
         )
         self._queue.append(request)
         self.stats["requests"] += 1
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
         return await request.done
+
+    def _sample_seed(self, prompt_ids: list[int], sampling: tuple, max_tokens: int) -> int:
+        """The seed of this request's generator: its identity (module docstring), k included."""
+        if self._occurrences_step != self.global_steps:
+            self._occurrences, self._occurrences_step = {}, self.global_steps
+        key = (sampling, max_tokens, tuple(prompt_ids))
+        k = self._occurrences.get(key, 0)
+        self._occurrences[key] = k + 1
+        return sample_seed(self.seed, self.replica_rank, self.global_steps, sampling, max_tokens, prompt_ids, k)
 
     async def _drain(self) -> None:
         """Run queued requests in batches until the queue is empty."""
@@ -283,6 +350,8 @@ class HFRolloutServer:
 
     @torch.no_grad()
     def _generate_batch(self, batch: list[_Request]) -> list[TokenOutput]:
+        from transformers import LogitsProcessorList
+
         temperature, top_p, top_k, repetition_penalty = batch[0].sampling
         width = max(len(r.prompt_ids) for r in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
@@ -292,6 +361,7 @@ class HFRolloutServer:
             attention_mask[row, width - len(request.prompt_ids) :] = 1
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)  # built on host, once
         sample = temperature > 0
+        sampler = SeededSampler([r.sample_seed for r in batch], temperature, top_p, top_k) if sample else None
         started = time.perf_counter()
         out = self.model.generate(
             input_ids=input_ids,
@@ -305,6 +375,7 @@ class HFRolloutServer:
             eos_token_id=self.eos_ids or None,
             pad_token_id=self.pad_id,
             stopping_criteria=self._stopping,
+            logits_processor=LogitsProcessorList([sampler]) if sampler else None,
             return_dict_in_generate=True,
             output_logits=any(r.want_logprobs for r in batch),
         )
@@ -519,10 +590,12 @@ __all__ = [
     "HFReplica",
     "HFRolloutServer",
     "HFServerAdapter",
+    "SeededSampler",
     "WorkerDevice",
     "describe_worker_device",
     "rollout_device",
     "rollout_dtype",
+    "sample_seed",
     "server_actor_name",
     "server_env_vars",
 ]
