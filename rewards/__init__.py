@@ -12,7 +12,8 @@ Ground floor (contracts; imported by data_prep, evaluation and the recipe throug
 The reward's life:
     writing_rm     client of the served writing reward model (vLLM / SGLang wire formats)
     rm_format      the RM's text formatting, shared by RM training and the RM client
-    judge          the generative judge for free-text constraints
+    judge          the generative judge for free-text constraints (the response fenced by a per-request tag)
+    judge_probe    checks a real judge against "master key" and injection responses (``python -m rewards.judge_probe``)
     manager        the `rlmr` reward manager (writing score + all-or-nothing constraint verdict)
     preflight      probes of the reward endpoints before any weight loads
     serve_rm       the dev RM server (``python -m rewards.serve_rm``; what ``make demo`` serves)

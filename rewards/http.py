@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -31,6 +32,27 @@ RewardCallError = HTTPCallError  # its name before expansion and evaluation used
 
 class RetryableError(HTTPCallError):
     """A failure worth another attempt (5xx, 429, connection, timeout, unparsable answer)."""
+
+
+class NonFiniteNumber(ValueError):
+    """A JSON answer holds NaN, Infinity or -Infinity (Python's json reader would accept them)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise NonFiniteNumber(f"answer holds the non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf
+        raise NonFiniteNumber(f"answer holds the non-finite number {text}")
+    return value
+
+
+def loads_finite(text: str) -> Any:
+    """``json.loads`` refusing NaN, Infinity, -Infinity and numbers that overflow to infinity
+    (ValueError): a non-finite number from a served model is a failure, never a score."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class PooledClient:
@@ -93,6 +115,8 @@ class PooledClient:
             except aiohttp.ClientError as err:
                 raise RetryableError(f"{url}: {type(err).__name__}: {err}") from err
         try:
-            return json.loads(text)
+            return loads_finite(text)
+        except NonFiniteNumber as err:
+            raise RetryableError(f"{url}: {err}: {text[:200]!r}") from err
         except ValueError as err:
             raise RetryableError(f"{url}: answer is not JSON: {text[:200]!r}") from err

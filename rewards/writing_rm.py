@@ -21,6 +21,7 @@ Concurrent ``score`` calls are gathered into micro-batches (list inputs) of up t
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Literal
 
 from rewards.config import WritingRMConfig
@@ -45,6 +46,9 @@ def _extract_scores(backend: Backend, body: Any, expected: int) -> list[float]:
         raise RetryableError(f"malformed {backend} answer: {str(body)[:200]}") from err
     if len(scores) != expected:
         raise RetryableError(f"{backend} answered {len(scores)} scores for {expected} inputs")
+    bad = [score for score in scores if not math.isfinite(score)]
+    if bad:  # e.g. the string "NaN", which float() reads; a NaN or inf score is a failure, never a number
+        raise RetryableError(f"{backend} answered a non-finite score ({bad[0]}) for {len(bad)} of {expected} inputs")
     return scores
 
 

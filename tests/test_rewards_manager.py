@@ -340,3 +340,29 @@ def test_placeholder_score_of_an_invalid_sample_never_reaches_an_advantage(
         advantages, _ = rlmr_estimator(rewards, torch.ones_like(rewards), index=np.array(uids, dtype=object))
     assert torch.count_nonzero(advantages[:4]) == 0  # the whole group of the invalid sample: exactly 0
     assert torch.count_nonzero(advantages[4:, -1]) == 3  # the valid group does learn
+
+
+@pytest.mark.parametrize("fault", ["nan", "inf", "neg_inf", "overflow", "nan_string"])
+def test_non_finite_writing_score_is_an_invalid_sample_not_a_number(rm_dir, judge, fault):
+    """An RM answering NaN / Infinity (a bf16 RM overflowing) is retried like a malformed answer, then the
+    sample is reward_valid = 0 with the writing RM named, never a score of 0.0 or inf trained on."""
+    from recipe.rlmr.dev.servers.faulty import FaultyRM
+
+    with FaultyRM(mix={fault: 1.0}) as rm:
+        manager, tokenizer = manager_for(rm.url, rm_dir, judge.url, raw=["reward.rlmr.writing_rm.max_retries=1"])
+        [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert rm.log.requests == 2 and info["reward_valid"] == 0
+    assert info["reward_error"].startswith("writing_rm: ") and "non-finite" in info["reward_error"]
+    assert math.isfinite(result["reward_score"])
+
+
+def test_non_finite_judge_answer_is_an_invalid_sample(rm_server, rm_dir):
+    from recipe.rlmr.dev.servers.faulty import FaultyJudge
+
+    with FaultyJudge(mix={"nan": 1.0}) as judge:
+        manager, tokenizer = manager_for(rm_server, rm_dir, judge.url, raw=["reward.rlmr.judge.max_retries=1"])
+        [result] = run(manager, rows(tokenizer, [(POEM, GOOD, SPEC)]))
+    info = result["reward_extra_info"]
+    assert judge.log.requests == 2 and info["reward_valid"] == 0
+    assert info["reward_error"].startswith("judge: ") and "non-finite" in info["reward_error"]

@@ -14,6 +14,10 @@ announces its url (``announced_server`` waits for that line). Which is which:
     test doubles (tests and benchmarks)
       reward.FakeJudge           the judge, deciding by rule, with scripted faults
       chat.ScriptedChatServer    a chat server answering from a script or by rule (expansion, evaluation)
+      faulty.FaultyRM, faulty.FaultyJudge
+                                 RM (all three wire formats) and judge answering a scripted fault or a
+                                 random steady mix (5xx, hangs, malformed, NaN / Infinity): the
+                                 non-finite tests and benchmarks/reward_soak.py
 
     base    LoopbackServer, ServerLog, READY_LINE, announced_server, serve_in_subprocess,
             stop_process, free_port
