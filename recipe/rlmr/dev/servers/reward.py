@@ -132,7 +132,8 @@ class FakeJudge(_ScriptedRewardServer):
     def answer(body: dict, wrong: bool = False) -> dict:
         user = body["messages"][-1]["content"]
         constraints = re.findall(r"^(\d+)\. (.*)$", user.split("## Response")[0], flags=re.MULTILINE)
-        response = user.split("## Response\n", 1)[1].rsplit("\n\n## Your JSON verdict", 1)[0]
+        fenced = re.search(r"^<response-(\w+)>\n(.*)\n</response-\1>$", user, flags=re.DOTALL | re.MULTILINE)
+        response = fenced.group(2)  # the text inside the judge prompt's per-request fence (rewards/judge.py)
         verdicts = [
             {"id": int(i), "satisfied": judge_rule(text, response) != wrong, "reason": "scripted rule"}
             for i, text in constraints
