@@ -8,6 +8,8 @@ the tiny policy, 2 arms x 2 steps through verl's real trainer, and the CSV, PNG 
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import struct
 import subprocess
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipe.rlmr.experiment import aggregate
+from recipe.rlmr.dev.servers.reward import CATEGORY_SCALES
+from recipe.rlmr.experiment import aggregate, sweep
 from recipe.rlmr.experiment.aggregate import Band, edge_means, run_rows, seed_bands, untrained_violation_rate
 from recipe.rlmr.experiment.policies import POLICIES
 from recipe.rlmr.experiment.report import read_csv, summary_markdown, write_csv
@@ -25,6 +28,11 @@ from recipe.rlmr.experiment.runner import Plan, parse_step_line
 
 NAN = math.nan
 VIOLATION, WORDS, ADV = "rlmr/violation_rate", "rlmr/response_words_mean", "rlmr/adv_violators_mean"
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _rows(arm: str, seed: int, per_step: dict[int, dict[str, float]]) -> list[dict]:
@@ -172,6 +180,83 @@ def test_unknown_arm_is_refused_naming_the_modes():
     assert "lengthy" in result.stderr and "writing_only" in result.stderr
 
 
+def test_fixed_weight_arms_carry_their_weight_and_a_folder_name(tmp_path):
+    from recipe.rlmr.experiment.runner import arm_mode, arm_slug
+
+    assert arm_mode("rlmr") == ("rlmr", None) and arm_mode("fixed_weight@0.1") == ("fixed_weight", 0.1)
+    assert arm_slug("fixed_weight@0.1") == "fixed_weight_w0.1" and arm_slug("gdpo") == "gdpo"
+    with pytest.raises(ValueError, match="only fixed_weight takes a weight"):
+        arm_mode("rlmr@2")
+    plan = Plan(tmp_path, POLICIES["tiny"], ["fixed_weight@10", "rlmr"], [0], 2, dump_rollouts=True)
+    weighted, plain = plan.arm_overrides("fixed_weight@10", 0), plan.arm_overrides("rlmr", 0)
+    assert "algorithm.rlmr.mode=fixed_weight" in weighted and "algorithm.rlmr.fixed_weight=10" in weighted
+    assert not any(o.startswith("algorithm.rlmr.fixed_weight=") for o in plain)
+    assert f"trainer.rollout_data_dir={tmp_path / 'runs' / 'fixed_weight_w10_seed0' / 'rollouts'}" in weighted
+    assert plan.run_dir("fixed_weight@10", 0).name == "fixed_weight_w10_seed0"
+
+
+def test_weight_sweep_preset_defaults_and_explicit_choices():
+    from recipe.rlmr.experiment.cli import parse_args
+
+    preset = parse_args(["--workdir", "x", "--preset", "weight_sweep"])
+    assert preset.arms == sweep.SWEEP_ARMS and preset.steps == 16 and preset.seeds == [0, 1]
+    assert {"writing_only", "rlmr", "verifier_only", "gdpo"} <= set(preset.arms)
+    assert [a for a in preset.arms if a.startswith("fixed_weight@")] == [
+        "fixed_weight@0.1",
+        "fixed_weight@1",
+        "fixed_weight@10",
+    ]
+    mine = parse_args(["--workdir", "x", "--preset", "weight_sweep", "--arms", "gdpo,fixed_weight@3", "--steps", "2"])
+    assert mine.arms == ["gdpo", "fixed_weight@3"] and mine.steps == 2
+    plain = parse_args(["--workdir", "x"])
+    assert plain.arms == ["writing_only", "fixed_weight", "rlmr"] and plain.steps == 20
+
+
+def test_category_scaled_rm_scales_the_length_score_by_the_prompts_category():
+    from recipe.rlmr.dev.servers.reward import CategoryScaledRM, LengthBiasedRM, prompt_category
+
+    marked = ["(Category: note) x" * 5, "(Category: story) y" * 5, "(Category: saga) z" * 5]
+    texts = [*marked, "no marker", "(Category: odd)"]
+    scores = [row["probs"][0] for row in CategoryScaledRM.answer({"input": texts})["data"]]
+    plain = [row["probs"][0] for row in LengthBiasedRM.answer({"input": texts})["data"]]
+    assert scores == pytest.approx([0.2 * plain[0], plain[1], 5 * plain[2], plain[3], plain[4]])
+    assert [prompt_category(t) for t in texts] == ["note", "story", "saga", None, "odd"]
+    assert CATEGORY_SCALES == {"note": 0.2, "story": 1.0, "saga": 5.0}
+
+
+def test_category_table_pools_the_last_steps_of_every_seed_per_category():
+    def record(category, ok, writing, words):
+        return {"input": f"user: (Category: {category}) Write.", "constraints_ok": ok, "writing_score": writing,
+                "response_words": words}  # fmt: skip
+
+    early = [record("note", 0, 99.0, 99)]  # step 1 of 4: outside the last 3
+    late = [record("note", 1, 0.2, 10), record("note", 0, 0.4, 20), record("saga", 1, 5.0, 12)]
+    records = sweep.final_records("a", 0, {1: early, 2: late, 3: [], 4: [record("story", 1, 1.0, 14)]})
+    records += sweep.final_records("a", 1, {1: [record("saga", 1, 3.0, 8)]})
+    table = {(r["arm"], r["category"]): r for r in sweep.category_table(records)}
+    assert [c for a, c in table] == sweep.CATEGORIES
+    note, saga, every = table[("a", "note")], table[("a", "saga")], table[("a", "all")]
+    assert note["responses"] == 2 and note["violation_rate"] == 0.5
+    assert note["compliant_writing_score"] == pytest.approx(0.2) and note["compliant_words"] == 10
+    assert saga["compliant_writing_score"] == pytest.approx(4.0) and saga["compliant_words"] == 10
+    assert every["responses"] == 5 and every["violation_rate"] == pytest.approx(0.2)
+    markdown = sweep.sweep_markdown(sweep.category_table(records), [], "# head")
+    assert "| a | 0.20 · 2.30 · 11.0 | 0.50 · 0.20 · 10.0 |" in markdown
+
+
+def test_a_dump_without_reward_info_gets_the_managers_verdict_and_word_count():
+    """verl's V1 trainer dumps input, output, gts and score only: the verdict is recomputed from gts."""
+    spec = {"version": 1, "constraints": [{"type": "rule", "instruction_id": "length_constraints:number_words",
+            "kwargs": {"num_words": 4, "relation": "less than"}}]}  # fmt: skip
+    gts = json.dumps(spec)
+    assert sweep.verdict_and_words({"output": "one two three", "gts": gts}) == (1, 3)
+    assert sweep.verdict_and_words({"output": "one two three four five", "gts": gts}) == (0, 5)
+    assert sweep.verdict_and_words({"constraints_ok": 0, "response_words": 2, "output": "a", "gts": gts}) == (0, 2)
+    dumped = {"input": "(Category: saga) Go.", "output": "one two", "gts": gts, "score": 4.5}
+    (record,) = sweep.final_records("a", 0, {1: [dumped]})
+    assert (record["ok"], record["writing"], record["words"], record["category"]) == (1, 4.5, 2.0, "saga")
+
+
 E2E_ARMS, E2E_SEEDS, E2E_STEPS = ["writing_only", "rlmr"], [0], 2
 
 
@@ -250,3 +335,44 @@ def test_harness_end_to_end_with_the_tiny_policy(tmp_path):
     assert "untrained policy broke the limit in" in out
     assert set(aggregate.arms_in(rows)) == set(E2E_ARMS)
     assert Path(workdir / "runs" / "rlmr_seed0" / "trainer.log").exists()
+
+
+SWEEP_ARMS_E2E = ["fixed_weight@10", "rlmr"]
+
+
+@pytest.mark.cpu_e2e
+@pytest.mark.slow
+def test_weight_sweep_preset_end_to_end_with_the_tiny_policy(tmp_path):
+    """``--preset weight_sweep``, 2 arms x 2 steps x 1 seed: the category-scaled RM and the weight
+    reach the runs, step 1 is the same rollout in both arms (seeded sampling pairs them), the
+    per-category table, its CSV and the trade-off plot are written, and ``--report-only`` rebuilds
+    the same table from the runs."""
+    workdir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "recipe.rlmr.experiment", "--workdir", str(workdir), "--preset", "weight_sweep"]
+    command += ["--arms", ",".join(SWEEP_ARMS_E2E), "--seeds", "0", "--steps", "2", "--samples", "4"]
+    result = subprocess.run([*command, "--timeout-s", "600"], capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+    rows = read_csv(workdir / "metrics.csv")
+    step_one = {r["arm"]: r for r in rows if r["step"] == 1}
+    assert set(step_one) == set(SWEEP_ARMS_E2E)
+    for tag in (VIOLATION, WORDS, "critic/score/mean"):  # the untrained policy's rollout, identical per seed
+        assert step_one["fixed_weight@10"][tag] == step_one["rlmr"][tag]
+    composed = workdir / "runs" / "fixed_weight_w10_seed0" / "hydra" / ".hydra" / "config.yaml"
+    config = yaml.safe_load(composed.read_text())
+    assert config["algorithm"]["rlmr"]["mode"] == "fixed_weight" and config["algorithm"]["rlmr"]["fixed_weight"] == 10
+
+    table = list(csv_rows(workdir / "sweep.csv"))
+    assert [(r["arm"], r["category"]) for r in table] == [(a, c) for a in SWEEP_ARMS_E2E for c in sweep.CATEGORIES]
+    for arm in SWEEP_ARMS_E2E:
+        per = {r["category"]: r for r in table if r["arm"] == arm}
+        assert int(per["all"]["responses"]) == sum(int(per[c]["responses"]) for c in CATEGORY_SCALES)
+        assert int(per["all"]["responses"]) == 2 * 4 * 4  # 2 steps (the last 3 of 2), 4 prompts x 4 samples
+    sweep_md = (workdir / "sweep.md").read_text()
+    assert "saga (5x)" in sweep_md and sweep_md in result.stdout
+    assert (workdir / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    (workdir / "sweep.md").unlink()
+    again = subprocess.run([*command, "--report-only"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (workdir / "sweep.md").read_text() == sweep_md

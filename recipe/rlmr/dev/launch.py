@@ -37,7 +37,8 @@ LENGTH_RM_NAME = "length-rm"
 DEVICES = ("cpu", "cuda")
 # tiny: the tiny Qwen2 reward model served by rewards.serve_rm (random scores, the real serving path);
 # length: recipe.rlmr.dev.servers.reward.LengthBiasedRM, score = characters / 100 (a deliberately length-biased RM)
-REWARD_MODELS = ("tiny", "length")
+# scaled: recipe.rlmr.dev.servers.reward.CategoryScaledRM, length's score x the prompt category's scale (0.2, 1, 5)
+REWARD_MODELS = ("tiny", "length", "scaled")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class TinyAssets:
         return self.data / "val.parquet"
 
 
-DATA_SETS = ("sample", "word_limit")
+DATA_SETS = ("sample", "word_limit", "word_limit_categories")
+WORD_LIMIT_DATA = ("word_limit", "word_limit_categories")
 
 
 def build_assets(
@@ -69,14 +71,15 @@ def build_assets(
 
     ``data``: ``sample`` (the sample prompts with augmented constraints) or ``word_limit`` (one
     "fewer than N words" limit per prompt, which the untrained tiny policy breaks about half the time;
-    ``word_limit`` sets N, default ``sample_data.WORD_LIMIT_TINY``, and a non-default N gets its own folder).
+    ``word_limit`` sets N, default ``sample_data.WORD_LIMIT_TINY``, and a non-default N gets its own folder)
+    or ``word_limit_categories`` (the same, each prompt marked with a ``CATEGORY_SCALES`` category).
     ``policy``: a model folder to train instead of the tiny policy (which is then not built).
     """
     from recipe.rlmr.dev import sample_data, tiny_assets
 
     if data not in DATA_SETS:
         raise ValueError(f"data must be one of {DATA_SETS}, got {data!r}")
-    if word_limit is not None and data != "word_limit":
+    if word_limit is not None and data not in WORD_LIMIT_DATA:
         raise ValueError(f"word_limit={word_limit} only applies to data='word_limit', not {data!r}")
     workdir = Path(workdir)
     limit = word_limit or sample_data.WORD_LIMIT_TINY
@@ -89,8 +92,11 @@ def build_assets(
     if not (assets.reward_model / "config.json").exists():
         tiny_assets.build_reward_model(assets.reward_model, seed=seed + 1)
     if not assets.train_files.exists():
-        if data == "word_limit":
-            sample_data.build_word_limit(assets.data, num_words=limit, seed=seed)
+        if data in WORD_LIMIT_DATA:
+            from recipe.rlmr.dev.servers.reward import CATEGORY_SCALES
+
+            categories = list(CATEGORY_SCALES) if data == "word_limit_categories" else ()
+            sample_data.build_word_limit(assets.data, num_words=limit, seed=seed, categories=categories)
         else:
             sample_data.build(assets.data, seed=seed)
     return assets
@@ -112,6 +118,16 @@ def serve_length_rm():
     from recipe.rlmr.dev.servers.reward import LengthBiasedRM
 
     with LengthBiasedRM() as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def serve_scaled_rm():
+    """``recipe.rlmr.dev.servers.reward.CategoryScaledRM`` (the length-biased score times the prompt
+    category's scale) on a free loopback port, in a thread of this process; yields its URL."""
+    from recipe.rlmr.dev.servers.reward import CategoryScaledRM
+
+    with CategoryScaledRM() as server:
         yield server.url
 
 
@@ -193,7 +209,7 @@ def cpu_overrides(
     rollout_batch = prompts_per_step * samples_per_prompt
     # the length RM reads only characters; the policy's own tokenizer formats its input
     rm_name, rm_tokenizer = (RM_NAME, assets.reward_model)
-    if reward_model == "length":
+    if reward_model in ("length", "scaled"):
         rm_name, rm_tokenizer = LENGTH_RM_NAME, assets.policy
     return [
         # data: the project's sample set; prompts are a few hundred byte-level tokens at most
@@ -296,6 +312,8 @@ def run(
     log_path = Path(log_path or workdir / "trainer.log")
     if reward_model == "length":
         server = serve_length_rm()
+    elif reward_model == "scaled":
+        server = serve_scaled_rm()
     else:
         server = serve_reward_model(assets.reward_model, workdir / "reward_model_server.log")
     with server as rm_url:

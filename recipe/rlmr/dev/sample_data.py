@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.cli import main as data_prep
@@ -62,8 +63,13 @@ SEED_PROMPTS = [
 WORD_LIMIT_TINY = 16
 
 
-def build_word_limit(out_dir: str | Path, num_words: int = WORD_LIMIT_TINY, seed: int = 0) -> Path:
-    """Every seed prompt with one constraint: fewer than ``num_words`` words (convert's generic shape)."""
+def build_word_limit(
+    out_dir: str | Path, num_words: int = WORD_LIMIT_TINY, seed: int = 0, categories: Sequence[str] = ()
+) -> Path:
+    """Every seed prompt with one constraint: fewer than ``num_words`` words (convert's generic shape).
+
+    ``categories``: when given, the i-th prompt starts with ``(Category: <categories[i % len]>)``, the
+    marker ``CategoryScaledRM`` scales its score by (the weight sweep's data)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     limit = {"type": "rule", "instruction_id": "length_constraints:number_words"}
@@ -72,11 +78,15 @@ def build_word_limit(out_dir: str | Path, num_words: int = WORD_LIMIT_TINY, seed
     prompts.write_text(
         "".join(
             json.dumps(
-                {"prompt": f"{p} Answer in fewer than {num_words} words.", "constraints": [limit]},
+                {
+                    "prompt": (f"(Category: {categories[i % len(categories)]}) " if categories else "")
+                    + f"{p} Answer in fewer than {num_words} words.",
+                    "constraints": [limit],
+                },
                 ensure_ascii=False,
             )
             + "\n"
-            for p in SEED_PROMPTS
+            for i, p in enumerate(SEED_PROMPTS)
         )
     )
     argv = ["convert", "--input", str(prompts), "--output-dir", str(out), "--val-ratio", "0.15"]

@@ -1,12 +1,18 @@
 """``python -m recipe.rlmr.experiment``: run the arms, then write metrics.csv, summary.md, curves.png.
 
-    python -m recipe.rlmr.experiment --workdir DIR [--policy tiny|smollm2]
+    python -m recipe.rlmr.experiment --workdir DIR [--policy tiny|smollm2] [--preset weight_sweep]
         [--arms writing_only,fixed_weight,rlmr] [--steps N] [--seeds 0,1] [--device cpu|cuda] [overrides...]
 
 Each arm is a real training run through verl's trainer, identical except algorithm.rlmr.mode:
 same policy, prompts (one "fewer than N words" limit each), length-biased writing RM (score =
 characters / 100), seeds, learning rate, sampling and filter setting (off). Anything after the
-options is a Hydra override applied to every run. A progress line is printed per step.
+options is a Hydra override applied to every run. A progress line is printed per step. An arm
+``fixed_weight@W`` is mode fixed_weight with ``algorithm.rlmr.fixed_weight=W``.
+
+``--preset weight_sweep`` (recipe/rlmr/experiment/sweep.py): prompts in three categories whose
+writing score is scaled 0.2x, 1x and 5x (``CategoryScaledRM``, a stand-in), arms writing_only,
+fixed_weight@0.1/1/10, rlmr, verifier_only and gdpo, 16 steps, seeds 0,1 (each can be overridden),
+and, beside the usual outputs, sweep.csv, sweep.md and tradeoff.png per arm and category.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from pathlib import Path
 from recipe.rlmr.experiment.aggregate import run_rows, untrained_violation_rate
 from recipe.rlmr.experiment.policies import POLICIES
 from recipe.rlmr.experiment.report import plot, summary_markdown, write_csv
-from recipe.rlmr.experiment.runner import Plan, run_one
+from recipe.rlmr.experiment.runner import Plan, arm_mode, run_one
+from recipe.rlmr.experiment.sweep import SWEEP_ARMS, SWEEP_STEPS, write_sweep
 from recipe.rlmr.schema import MODES
 
 DEFAULT_ARMS = "writing_only,fixed_weight,rlmr"
@@ -37,9 +44,14 @@ def _csv_list(text: str, cast=str) -> list:
 
 def _arms(text: str) -> list[str]:
     arms = _csv_list(text)
-    unknown = [arm for arm in arms if arm not in MODES]
+    try:
+        unknown = [arm for arm in arms if arm_mode(arm)[0] not in MODES]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown arm(s) {unknown}: an arm is an algorithm.rlmr.mode, one of {MODES}")
+        raise argparse.ArgumentTypeError(
+            f"unknown arm(s) {unknown}: an arm is an algorithm.rlmr.mode, one of {MODES}, or fixed_weight@W"
+        )
     if len(set(arms)) != len(arms):
         raise argparse.ArgumentTypeError(f"arms repeat: {arms}")
     return arms
@@ -54,9 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", required=True, help="assets, runs and the outputs go here")
     parser.add_argument("--policy", choices=sorted(POLICIES), default="tiny", help="the policy to train (default tiny)")
     parser.add_argument(
-        "--arms", type=_arms, default=_arms(DEFAULT_ARMS), help=f"algorithm.rlmr.mode per arm (default {DEFAULT_ARMS})"
+        "--preset",
+        choices=["weight_sweep"],
+        help="weight_sweep: category-scaled writing RM, the sweep's arms and 16 steps, per-category outputs",
     )
-    parser.add_argument("--steps", type=int, default=20, help="training steps per run (default 20)")
+    parser.add_argument(
+        "--arms",
+        type=_arms,
+        help=f"algorithm.rlmr.mode (or fixed_weight@W) per arm (default {DEFAULT_ARMS}; the preset's with --preset)",
+    )
+    parser.add_argument("--steps", type=int, help=f"training steps per run (default 20; {SWEEP_STEPS} with the preset)")
     parser.add_argument(
         "--seeds", type=lambda t: _csv_list(t, int), default=[0, 1], help="one run per arm and seed (default 0,1)"
     )
@@ -77,6 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every run (after the experiment's)")
     args = parser.parse_intermixed_args(argv)
+    sweep = args.preset == "weight_sweep"
+    if args.arms is None:
+        args.arms = list(SWEEP_ARMS) if sweep else _arms(DEFAULT_ARMS)
+    if args.steps is None:
+        args.steps = SWEEP_STEPS if sweep else 20
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     return args
@@ -119,13 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     policy = _policy(args)
+    sweep = args.preset == "weight_sweep"
+    rm_text = (
+        "category-scaled length-biased stand-in (score = characters / 100 x 0.2, 1 or 5 by the prompt's category)"
+        if sweep
+        else "length-biased stand-in (score = characters / 100)"
+    )
     started = time.monotonic()
     print(
         f"RLMR length-hacking experiment: policy {policy.name} ({policy.description}) on {args.device}; "
         f"arms {', '.join(args.arms)}; seeds {', '.join(map(str, args.seeds))}; {args.steps} steps each\n"
         f"  prompts: one 'fewer than {policy.word_limit} words' limit each; {policy.prompts_per_step} prompts x "
         f"{policy.samples_per_prompt} samples x {policy.response_length} tokens per step; lr {policy.lr:g}; "
-        f"group filter off\n  writing RM: length-biased stand-in (score = characters / 100); outputs in {workdir}",
+        f"group filter off\n  writing RM: {rm_text}; outputs in {workdir}",
         flush=True,
     )
     policy_path = None if args.report_only else policy.model_path(workdir)
@@ -134,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         workdir, policy, args.arms, args.seeds, args.steps, args.device, policy_path, args.overrides, args.timeout_s
     )
+    if sweep:
+        plan = replace(plan, data="word_limit_categories", reward_model="scaled", dump_rollouts=True)
+    finished_runs: list[tuple[str, int, Path]] = []
 
     rows: list[dict] = []
     wall_s: dict[str, list[float]] = {}
@@ -149,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 if wall_file.exists():
                     wall_s.setdefault(arm, []).append(float(wall_file.read_text()))
                 rows.extend(run_rows(arm, seed, read_scalars(run_dir / "tensorboard")))
+                finished_runs.append((arm, seed, run_dir))
                 continue
             print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
             result = run_one(plan, arm, seed, _progress(arm, seed, args.steps))
@@ -161,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             (run_dir / WALL_TIME_FILE).write_text(f"{result.wall_s:.1f}\n")
             mine = run_rows(arm, seed, read_scalars(result.workdir / "tensorboard"))
             rows.extend(mine)
+            finished_runs.append((arm, seed, run_dir))
             wall_s.setdefault(arm, []).append(result.wall_s)
             print(
                 f"[{arm} seed {seed}] done in {result.wall_s:.0f} s; untrained policy broke the limit in "
@@ -175,9 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# RLMR length-hacking experiment: {policy.name} on {args.device}\n\n"
         f"{policy.description}; 'fewer than {policy.word_limit} words'; {policy.prompts_per_step} prompts x "
         f"{policy.samples_per_prompt} samples x {policy.response_length} tokens per step; lr {policy.lr:g}; "
-        f"{args.steps} steps; seeds {', '.join(map(str, args.seeds))}; writing RM: characters / 100 (length-biased "
-        "stand-in); group filter off. Each cell: mean over the first 3 steps → mean over the last 3 steps "
-        "(all seeds pooled)."
+        f"{args.steps} steps; seeds {', '.join(map(str, args.seeds))}; writing RM: {rm_text}; group filter off. "
+        "Each cell: mean over the first 3 steps → mean over the last 3 steps (all seeds pooled)."
     )
     if args.overrides:
         header += f" Extra overrides: `{' '.join(args.overrides)}`."
@@ -186,8 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     title = f"{policy.name} on {args.device}: '<{policy.word_limit} words', length-biased RM; seeds {args.seeds}"
     plot(rows, workdir / "curves.png", title)
     print("\n" + (workdir / "summary.md").read_text())
+    names = ["metrics.csv", "summary.md", "curves.png", "runs"]
+    if sweep:
+        sweep_header = (
+            f"# RLMR weight sweep: {policy.name} on {args.device}\n\n"
+            f"'fewer than {policy.word_limit} words'; writing RM: {rm_text}; arms {', '.join(args.arms)}; "
+            f"{args.steps} steps; seeds {', '.join(map(str, args.seeds))}; {policy.prompts_per_step} prompts x "
+            f"{policy.samples_per_prompt} samples x {policy.response_length} tokens per step; lr {policy.lr:g}."
+        )
+        sweep_title = (
+            f"{policy.name}: weight sweep, '<{policy.word_limit} words', category-scaled RM; seeds {args.seeds}"
+        )
+        write_sweep(workdir, finished_runs, rows, sweep_header, sweep_title)
+        print("\n" + (workdir / "sweep.md").read_text())
+        names[3:3] = ["sweep.csv", "sweep.md", "tradeoff.png"]
     print(f"finished in {time.monotonic() - started:.0f} s")
-    for name in ("metrics.csv", "summary.md", "curves.png", "runs"):
+    for name in names:
         print(f"  {name}: {workdir / name}")
     if failed:
         print(f"failed runs: {failed}", file=sys.stderr)

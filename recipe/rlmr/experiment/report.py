@@ -54,6 +54,8 @@ def summary_markdown(rows: Sequence[Mapping], wall_s: Mapping[str, list[float]],
     untrained = untrained_violation_rate(rows)
     lines.append(f"Untrained policy (step 1's rollouts, all runs): violation rate {_fmt('{:.3f}', untrained)}.")
     lines.append("")
+    lines += ["Step 1 per arm and seed (the same untrained policy and seeded sampling: equal within a seed):", ""]
+    lines += [*step_one_lines(rows), ""]
     lines.append("| curve | " + " | ".join(f"{arm}: first 3 → last 3" for arm in arms) + " |")
     lines.append("|---|" + "---|" * len(arms))
     for tag, title, fmt in CURVES:
@@ -78,6 +80,19 @@ def summary_markdown(rows: Sequence[Mapping], wall_s: Mapping[str, list[float]],
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def step_one_lines(step_rows: Sequence[Mapping]) -> list[str]:
+    """Step 1 (the untrained policy's rollout) per arm and seed: equal across arms of one seed when the
+    rollout's seeded sampling pairs them."""
+    lines = ["| arm | seed | violation rate | words (mean) | writing score (mean) |", "|---|---|---|---|---|"]
+    for row in step_rows:
+        if int(row["step"]) == 1:
+            lines.append(
+                f"| {row['arm']} | {row['seed']} | {_fmt('{:.3f}', row['rlmr/violation_rate'])} | "
+                f"{_fmt('{:.2f}', row['rlmr/response_words_mean'])} | {_fmt('{:.4f}', row['critic/score/mean'])} |"
+            )
+    return lines
 
 
 def plot(rows: Sequence[Mapping], path: Path, title: str) -> None:

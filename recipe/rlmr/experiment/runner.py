@@ -21,6 +21,21 @@ from recipe.rlmr.experiment.policies import Policy
 STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
 
 
+def arm_mode(arm: str) -> tuple[str, float | None]:
+    """An arm is an ``algorithm.rlmr.mode``, or ``fixed_weight@W``: that mode with ``fixed_weight=W``."""
+    mode, sep, weight = arm.partition("@")
+    if not sep:
+        return mode, None
+    if mode != "fixed_weight":
+        raise ValueError(f"arm {arm!r}: only fixed_weight takes a weight (fixed_weight@W)")
+    return mode, float(weight)
+
+
+def arm_slug(arm: str) -> str:
+    """The arm as a folder and experiment name: ``fixed_weight@0.1`` -> ``fixed_weight_w0.1``."""
+    return arm.replace("@", "_w")
+
+
 @dataclass
 class RunResult:
     arm: str
@@ -43,20 +58,27 @@ class Plan:
     policy_path: Path | None = None  # Policy.model_path's answer, resolved once before the runs
     overrides: list[str] = field(default_factory=list)
     timeout_s: float | None = None
+    data: str = "word_limit"  # launch.DATA_SETS
+    reward_model: str = "length"  # launch.REWARD_MODELS
+    dump_rollouts: bool = False  # each step's responses and rewards as runs/<run>/rollouts/<step>.jsonl
 
     def run_dir(self, arm: str, seed: int) -> Path:
-        return self.workdir / "runs" / f"{arm}_seed{seed}"
+        return self.workdir / "runs" / f"{arm_slug(arm)}_seed{seed}"
 
     def arm_overrides(self, arm: str, seed: int) -> list[str]:
-        """The Hydra overrides of one run on top of the launcher's; only the mode differs between arms."""
+        """The Hydra overrides of one run on top of the launcher's; only the mode (and, for an arm
+        ``fixed_weight@W``, the weight) differs between arms."""
         run_dir = self.run_dir(arm, seed)
+        mode, weight = arm_mode(arm)
         return [
-            f"algorithm.rlmr.mode={arm}",
+            f"algorithm.rlmr.mode={mode}",
+            *([f"algorithm.rlmr.fixed_weight={weight:g}"] if weight is not None else []),
+            *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if self.dump_rollouts else []),
             "algorithm.filter_groups.enable=false",
             "trainer.total_epochs=1000",  # the step count decides: the prompt set is small, epochs are short
             f"data.seed={seed}",
             f"actor_rollout_ref.rollout.seed={seed}",  # the hf rollout seeds its sampling with it
-            f"trainer.experiment_name={arm}_seed{seed}",
+            f"trainer.experiment_name={arm_slug(arm)}_seed{seed}",
             f"hydra.run.dir={run_dir / 'hydra'}",  # the composed config lands in hydra/.hydra/config.yaml
             *self.overrides,
         ]
@@ -120,7 +142,7 @@ def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, f
 
     run_dir = plan.run_dir(arm, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+    for stale in [*(run_dir / "tensorboard").glob("events.out.tfevents.*"), *(run_dir / "rollouts").glob("*.jsonl")]:
         stale.unlink()  # a rerun's figures show this run only
     log_path = run_dir / "trainer.log"
     if log_path.exists():
@@ -136,10 +158,10 @@ def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, f
             extra=plan.arm_overrides(arm, seed),
             log_path=log_path,
             timeout_s=plan.timeout_s,
-            data="word_limit",
+            data=plan.data,
             word_limit=plan.policy.word_limit,
             device=plan.device,
-            reward_model="length",
+            reward_model=plan.reward_model,
             policy=plan.policy_path,
             assets_dir=plan.workdir / "assets",
             prompts_per_step=plan.policy.prompts_per_step,

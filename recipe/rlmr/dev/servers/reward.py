@@ -3,6 +3,8 @@
 - ``LengthBiasedRM`` (user-facing; ``FakeRM`` is its old name): vLLM ``POST /classify`` scoring a
   text by its length in hundreds of characters. A deliberately length-biased writing RM: the RM of
   ``make experiment`` (``recipe.rlmr.experiment``) and of ``python -m recipe.rlmr.dev.launch --rm length``.
+- ``CategoryScaledRM`` (user-facing): ``LengthBiasedRM`` times a per-category scale (0.2x, 1x, 5x)
+  read from a ``(Category: name)`` marker in the prompt: the weight sweep's RM.
 - ``FakeJudge`` (test double): OpenAI chat completions deciding by rule, since a 72B judge cannot run
   here: a constraint is satisfied when the response contains the phrase quoted in it ('like this');
   unquoted constraints are satisfied.
@@ -28,7 +30,18 @@ from aiohttp import web
 
 from recipe.rlmr.dev.servers.base import READY_LINE, LoopbackServer, ServerLog
 
-__all__ = ["READY_LINE", "Faults", "FakeJudge", "FakeRM", "LengthBiasedRM", "ServerLog", "judge_rule"]
+__all__ = [
+    "CATEGORY_SCALES",
+    "READY_LINE",
+    "CategoryScaledRM",
+    "Faults",
+    "FakeJudge",
+    "FakeRM",
+    "LengthBiasedRM",
+    "ServerLog",
+    "judge_rule",
+    "prompt_category",
+]
 
 
 @dataclass
@@ -201,6 +214,33 @@ class LengthBiasedRM(_ScriptedRewardServer):
 
 
 FakeRM = LengthBiasedRM  # its name before it became the experiment's RM
+
+# CategoryScaledRM's writing scenarios: the marker a prompt carries, and the scale of its scores
+CATEGORY_SCALES = {"note": 0.2, "story": 1.0, "saga": 5.0}
+CATEGORY_MARKER = re.compile(r"\(Category: (\w+)\)")
+
+
+def prompt_category(text: str) -> str | None:
+    """The category a text's prompt names (``(Category: story)``), or None."""
+    match = CATEGORY_MARKER.search(text)
+    return match.group(1) if match else None
+
+
+class CategoryScaledRM(LengthBiasedRM):
+    """User-facing stand-in writing RM of the weight sweep (``python -m recipe.rlmr.experiment --preset
+    weight_sweep``): ``LengthBiasedRM``'s score (characters / 100) times the scale of the prompt's
+    category, read from the ``(Category: name)`` marker in the text it scores (``CATEGORY_SCALES``:
+    note 0.2x, story 1x, saga 5x; no or an unknown marker: 1x). A stand-in for a real writing RM
+    whose spread differs from one writing scenario to another, which is what a fixed weight cannot
+    fit. Same protocol (vLLM ``POST /classify``) and faults as ``LengthBiasedRM``."""
+
+    @staticmethod
+    def answer(body: dict, wrong: bool = False) -> dict:
+        answer = LengthBiasedRM.answer(body, wrong=wrong)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        for row, text in zip(answer["data"], texts, strict=True):
+            row["probs"] = [row["probs"][0] * CATEGORY_SCALES.get(prompt_category(text), 1.0)]
+        return answer
 
 
 def main(argv: list[str] | None = None) -> None:
