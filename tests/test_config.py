@@ -77,6 +77,22 @@ def test_the_dry_run_refuses_an_rm_url_without_model_or_tokenizer_with_the_prefl
         dry_run.check([*keys, "reward.rlmr.preflight.enable=false"])
 
 
+@pytest.mark.parametrize("mode, refused", [("sync", False), ("colocate_async", False), ("separate_async", True)])
+def test_the_cpu_backend_refuses_separate_async_at_launch_with_the_reason(mode, refused):
+    """tests/test_trainer_modes_e2e.py runs colocate_async on CPU; separate_async needs a GPU checkpoint engine."""
+    from recipe.rlmr.config_check import platform_rules
+
+    config = compose_rlmr()
+    OmegaConf.update(config, "trainer.v1.trainer_mode", mode)
+    OmegaConf.update(config, "trainer.device", "cpu")
+    problems = platform_rules(config)
+    assert bool(problems) == refused
+    if refused:
+        assert "separate_async cannot run on the CPU backend" in problems[0] and "checkpoint_engine" in problems[0]
+    OmegaConf.update(config, "trainer.device", "cuda")
+    assert platform_rules(config) == []  # on GPUs RLMR registers a trainer class for all three modes
+
+
 def test_defaults_are_rlmr_and_the_paper_hyperparameters():
     config = compose_rlmr()
     assert config.algorithm.adv_estimator == "rlmr"

@@ -12,7 +12,9 @@ Called by every entry point, so each refuses the same settings, before anything 
   (``rewards.config.reward_rules``): a ``writing_rm.url`` needs ``model`` and ``tokenizer`` (that
   no writing RM is set at all is refused by the dry run and, at its construction, the manager);
 - for ``algorithm.adv_estimator=rlmr``: verl's V1 trainer (``trainer.use_v1``); a verl-served RM
-  only in its streaming mode (``reward.reward_model.enable_resource_pool``).
+  only in its streaming mode (``reward.reward_model.enable_resource_pool``);
+- the CPU backend (``trainer.device=cpu``) with a trainer mode it can run: ``sync`` and
+  ``colocate_async``, not ``separate_async`` (see ``platform_rules``).
 
 All broken rules are reported at once, in one ``ConfigError`` (a ``ValueError``) naming each key.
 """
@@ -59,12 +61,27 @@ def estimator_rules(config: Any, notice: Callable[[str], None] | None = print) -
     return problems
 
 
+def platform_rules(config: Any) -> list[str]:
+    """What the opt-in CPU backend cannot run, refused at launch rather than after the workers start."""
+    if str(_get(config, "trainer.device", "cuda")) != "cpu":
+        return []
+    mode = _get(config, "trainer.v1.trainer_mode", "sync")
+    if mode == "separate_async":
+        return [
+            "trainer.v1.trainer_mode=separate_async cannot run on the CPU backend (trainer.device=cpu): verl 0.9.1 "
+            "pushes weights to its standalone rollout pool only through a GPU checkpoint engine "
+            "(actor_rollout_ref.rollout.checkpoint_engine.backend nccl/nixl/mooncake; 'naive' is refused). "
+            "On CPU use sync or colocate_async; separate_async with RLMR needs GPUs"
+        ]
+    return []
+
+
 def check_config(config: Any, notice: Callable[[str], None] | None = print) -> tuple[RLMRConfig, RewardConfig]:
     """Check every rule (see the module docstring); the parsed ``algorithm.rlmr`` and ``reward.rlmr``.
 
     ``notice`` prints what is allowed but worth saying (None: silent, as in the trainer, after the driver said it)."""
     rlmr, reward = check_sections(config)  # the cross-section rules read valid sections
-    problems = reward_rules(config) + estimator_rules(config, notice)
+    problems = reward_rules(config) + estimator_rules(config, notice) + platform_rules(config)
     if problems:
         raise ConfigError("\n".join(problems))
     return rlmr, reward
