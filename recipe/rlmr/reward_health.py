@@ -106,6 +106,21 @@ class RewardHealth:
             raise RewardsKeepFailingError(self._message())
         return metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        """The current run of failing steps, for the trainer's checkpoint (a resume keeps counting where it was)."""
+        return {
+            "failing": [
+                {"step": r.step, "scored": r.scored, "invalid": r.invalid, "errors": dict(r.errors.most_common(20))}
+                for r in self.failing
+            ]
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.failing = [
+            StepRewards(int(r["step"]), int(r["scored"]), int(r["invalid"]), Counter(r.get("errors", {})))
+            for r in state.get("failing", [])
+        ]
+
     def _message(self) -> str:
         steps = ", ".join(f"step {r.step}: {r.invalid}/{r.scored}" for r in self.failing)
         errors = sum((r.errors for r in self.failing), Counter())

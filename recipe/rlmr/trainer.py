@@ -26,7 +26,9 @@ extra key, in all three modes. The plugin installs the classes lazily, when
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import MutableMapping
 
 import transfer_queue as tq
@@ -46,6 +48,8 @@ from rewards.config import RewardConfig
 from rewards.preflight import preflight
 
 logger = logging.getLogger(__name__)
+
+REWARD_HEALTH_FILE = "rlmr_reward_health.json"  # in global_step_N/: the failure budget's count of failing steps
 
 
 def fetch_reward_extra_infos(batch: KVBatchMeta) -> list:
@@ -97,6 +101,34 @@ class RLMRAdvantageMixin:
         if take_dropped is not None:
             scored = {**take_dropped(), **scored}
         return self._reward_health.observe(self.global_steps, scored.values())
+
+    def _save_checkpoint(self):
+        """verl's checkpoint, plus the failure budget's run of failing steps (``REWARD_HEALTH_FILE``)."""
+        super()._save_checkpoint()
+        health = getattr(self, "_reward_health", None)
+        if health is not None:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, REWARD_HEALTH_FILE), "w") as handle:
+                json.dump(health.state_dict(), handle)
+
+    def _load_checkpoint(self):
+        """verl's resume, then the failure budget's count as it was saved (absent in older checkpoints: 0)."""
+        result = super()._load_checkpoint()
+        if self.global_steps > 0:
+            trainer = self.config.trainer
+            if trainer.resume_mode == "resume_path":
+                folder = trainer.resume_from_path
+            else:
+                folder = os.path.join(trainer.default_local_dir, f"global_step_{self.global_steps}")
+            path = os.path.join(os.path.abspath(folder), REWARD_HEALTH_FILE)
+            if os.path.exists(path):
+                with open(path) as handle:
+                    state = json.load(handle)
+                if getattr(self, "_reward_health", None) is None:
+                    self._reward_health = RewardHealth(RewardConfig.from_verl(self.config).failure_budget)
+                self._reward_health.load_state_dict(state)
+        return result
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if not needs_verdicts(self.config.algorithm.adv_estimator):

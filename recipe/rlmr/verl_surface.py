@@ -41,6 +41,20 @@ JOINTS: tuple[Joint, ...] = (
     ),
     Joint(
         "verl.trainer.ppo.v1.trainer_base",
+        "PPOTrainer._save_checkpoint",
+        "recipe/rlmr/trainer.py",
+        "overridden: also writes the failure budget's count into default_local_dir/global_step_N",
+        params=("self",),
+    ),
+    Joint(
+        "verl.trainer.ppo.v1.trainer_base",
+        "PPOTrainer._load_checkpoint",
+        "recipe/rlmr/trainer.py",
+        "overridden: restores the failure budget's count from the resumed global_step_N folder",
+        params=("self",),
+    ),
+    Joint(
+        "verl.trainer.ppo.v1.trainer_base",
         "PPOTrainer._build_replay_buffer",
         "recipe/rlmr/trainer.py",
         "overridden: swaps in the RLMR group-filter buffer and its poll interval",
