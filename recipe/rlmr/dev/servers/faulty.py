@@ -14,11 +14,14 @@ the client's timeout); ``hang_long`` (answers after ``hang_long_s``, meant to be
 constants ``NaN``, ``Infinity``, ``-Infinity`` that vLLM's JSON can carry and Python's json reads),
 ``overflow`` (``1e999``, which parses to inf) and ``nan_string`` (the string ``"NaN"``). For the
 judge, a non-finite answer puts the value in the verdict's ``id`` inside the message content.
-``server.log.answered`` counts answers by kind.
+``server.log.answered`` counts answers by kind (``GET /stats`` reports it). In a process of its own:
+
+    python -m recipe.rlmr.dev.servers.faulty rm|judge [--port N] [--mix 5xx=0.05,nan=0.02] [--seed 0]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
@@ -52,6 +55,12 @@ class _FaultyServer(LoopbackServer):
         self.hang_short_s, self.hang_long_s = hang_short_s, hang_long_s
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/stats", self._stats)]
+
+    async def _stats(self, _: web.Request) -> web.Response:
+        return web.json_response({"requests": self.log.requests, "answered": dict(self.log.answered)})
 
     def _next_fault(self) -> str:
         with self._lock:
@@ -89,7 +98,7 @@ class FaultyRM(_FaultyServer):
     """A writing RM over vLLM /classify, /pooling and SGLang /v1/embeddings (see the module docstring)."""
 
     def routes(self) -> list[web.RouteDef]:
-        return [
+        return super().routes() + [
             web.post(path, lambda request, shape=shape: self._serve(request, *self._answers(shape)))
             for path, shape in (("/classify", "probs"), ("/pooling", "data"), ("/v1/embeddings", "embedding"))
         ]
@@ -112,7 +121,8 @@ class FaultyJudge(_FaultyServer):
     """An OpenAI chat-completions judge saying every constraint is satisfied (see the module docstring)."""
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/chat/completions", lambda request: self._serve(request, self._good, self._non_finite))]
+        chat = web.post("/v1/chat/completions", lambda request: self._serve(request, self._good, self._non_finite))
+        return super().routes() + [chat]
 
     @staticmethod
     def _ids(body: dict) -> list[int]:
@@ -134,3 +144,30 @@ class FaultyJudge(_FaultyServer):
         verdicts = [{"id": i, "satisfied": True, "reason": "scripted"} for i in self._ids(body)]
         content = json.dumps({"verdicts": verdicts}).replace('"id": 1,', f'"id": {literal},', 1)
         return json.dumps(self._completion(content))
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``5xx=0.05,nan=0.02`` -> {"5xx": 0.05, "nan": 0.02}."""
+    mix = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        mix[name.strip()] = float(value)
+    return mix
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A faulty RM or judge in the foreground (see the module docstring).")
+    parser.add_argument("kind", choices=["rm", "judge"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mix", default="", help="fault=probability,... (faults: " + ", ".join(FAULTS) + ")")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hang-short-s", type=float, default=0.05)
+    parser.add_argument("--hang-long-s", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    cls = FaultyRM if args.kind == "rm" else FaultyJudge
+    server = cls(parse_mix(args.mix), seed=args.seed, hang_short_s=args.hang_short_s, hang_long_s=args.hang_long_s)
+    server.serve_forever(args.port)
+
+
+if __name__ == "__main__":
+    main()
