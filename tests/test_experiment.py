@@ -244,7 +244,7 @@ def test_category_table_pools_the_last_steps_of_every_seed_per_category():
     assert "| a | 0.20 · 2.30 · 11.0 | 0.50 · 0.20 · 10.0 |" in markdown
 
 
-def test_a_dump_without_reward_info_gets_the_managers_verdict_and_word_count():
+def test_a_dump_without_reward_info_gets_the_managers_verdict_and_word_count(tmp_path):
     """verl's V1 trainer dumps input, output, gts and score only: the verdict is recomputed from gts."""
     spec = {"version": 1, "constraints": [{"type": "rule", "instruction_id": "length_constraints:number_words",
             "kwargs": {"num_words": 4, "relation": "less than"}}]}  # fmt: skip
@@ -252,8 +252,10 @@ def test_a_dump_without_reward_info_gets_the_managers_verdict_and_word_count():
     assert sweep.verdict_and_words({"output": "one two three", "gts": gts}) == (1, 3)
     assert sweep.verdict_and_words({"output": "one two three four five", "gts": gts}) == (0, 5)
     assert sweep.verdict_and_words({"constraints_ok": 0, "response_words": 2, "output": "a", "gts": gts}) == (0, 2)
-    dumped = {"input": "(Category: saga) Go.", "output": "one two", "gts": gts, "score": 4.5}
-    (record,) = sweep.final_records("a", 0, {1: [dumped]})
+    dumped = {"input": "(Category: saga) Go.", "output": "one\u2028two\x85", "gts": gts, "score": 4.5}
+    (tmp_path / "rollouts").mkdir()  # a line separator JSON leaves unescaped must not cut the record
+    (tmp_path / "rollouts" / "1.jsonl").write_text(json.dumps(dumped, ensure_ascii=False) + "\n", encoding="utf-8")
+    (record,) = sweep.final_records("a", 0, sweep.read_rollouts(tmp_path))
     assert (record["ok"], record["writing"], record["words"], record["category"]) == (1, 4.5, 2.0, "saga")
 
 

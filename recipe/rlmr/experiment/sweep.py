@@ -44,7 +44,9 @@ def read_rollouts(run_dir: Path) -> dict[int, list[dict]]:
     steps = {}
     for path in sorted((Path(run_dir) / "rollouts").glob("*.jsonl")):
         if path.stem.isdigit():
-            steps[int(path.stem)] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            # "\n" only: splitlines() would also cut at U+2028, U+0085 ..., which JSON leaves unescaped in a response
+            lines = path.read_text(encoding="utf-8").split("\n")
+            steps[int(path.stem)] = [json.loads(line) for line in lines if line.strip()]
     return steps
 
 
