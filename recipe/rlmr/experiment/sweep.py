@@ -144,7 +144,8 @@ def sweep_markdown(rows: Sequence[Mapping], step_rows: Sequence[Mapping], header
 
 def plot_tradeoff(rows: Sequence[Mapping], path: Path, title: str) -> None:
     """One panel per category (``all`` first): violation rate (x) against compliant writing score (y),
-    one point per arm, the fixed-weight arms joined in weight order."""
+    one point per arm, the fixed-weight arms joined in weight order; an arm with no compliant response
+    left is an x at the panel's lowest score."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,10 +165,15 @@ def plot_tradeoff(rows: Sequence[Mapping], path: Path, title: str) -> None:
                 linewidth=1,
                 zorder=1,
             )
+        scores = [by_key[(a, category)]["compliant_writing_score"] for a in arms]
+        floor = min((y for y in scores if not math.isnan(y)), default=0.0)
         for index, arm in enumerate(arms):
             row = by_key[(arm, category)]
             x, y = row["violation_rate"], row["compliant_writing_score"]
-            if math.isnan(x) or math.isnan(y):
+            if math.isnan(x):
+                continue
+            if math.isnan(y):  # no compliant response left: an x on the floor of the panel
+                axis.scatter([x], [floor], color=f"C{index}", marker="x", label=f"{arm} (no compliant left)", zorder=2)
                 continue
             axis.scatter([x], [y], color=f"C{index}", label=arm, zorder=2)
             axis.annotate(arm, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
