@@ -23,6 +23,7 @@ from recipe.rlmr.dev.servers.reward import CATEGORY_SCALES, prompt_category
 from recipe.rlmr.experiment.aggregate import EDGE, nanmean
 from recipe.rlmr.experiment.report import step_one_lines
 from recipe.rlmr.experiment.runner import arm_mode
+from rewards.reward_info import CONSTRAINTS_OK, RESPONSE_WORDS, WRITING_SCORE
 
 SWEEP_ARMS = [
     "writing_only",
@@ -55,8 +56,8 @@ def verdict_and_words(record: Mapping) -> tuple[int, int]:
     carries it, else recomputed as the reward manager computes them (``check_instructions`` on the
     spec in ``gts``, ``\\w+`` runs). verl's V1 trainer dumps ``input``, ``output``, ``gts`` and ``score``
     (the raw writing score) only. Rule constraints only: the sweep's prompts have no judged ones."""
-    if "constraints_ok" in record and "response_words" in record:
-        return int(record["constraints_ok"]), int(record["response_words"])
+    if CONSTRAINTS_OK in record and RESPONSE_WORDS in record:
+        return int(record[CONSTRAINTS_OK]), int(record[RESPONSE_WORDS])
     from rewards.constraints import check_instructions
     from rewards.spec import ConstraintSpec
 
@@ -75,7 +76,7 @@ def final_records(arm: str, seed: int, rollouts: Mapping[int, list[dict]], edge:
     for step in sorted(rollouts)[-edge:]:
         for record in rollouts[step]:
             ok, words = verdict_and_words(record)
-            writing = record["writing_score"] if "writing_score" in record else record["score"]
+            writing = record[WRITING_SCORE] if WRITING_SCORE in record else record["score"]
             category = prompt_category(str(record.get("input", ""))) or "none"
             records.append(
                 {"arm": arm, "seed": seed, "step": step, "category": category, "ok": ok, "writing": float(writing),
