@@ -65,7 +65,14 @@ def renamed_flag(parser: argparse.ArgumentParser, old: str, new: str) -> None:
     parser.add_argument(old, action=_Renamed, new=new, dest=f"_renamed_{old.lstrip('-').replace('-', '_')}")
 
 
-def add_http_args(parser: argparse.ArgumentParser, role: str, concurrency: int = 32, timeout: float = 600.0) -> None:
+def add_http_args(
+    parser: argparse.ArgumentParser,
+    role: str,
+    concurrency: int = 32,
+    timeout: float = 600.0,
+    max_retries: int = 3,
+    backoff: float = 1.0,
+) -> None:
     """The chat client's flags, the same in every command: --concurrency --timeout --max-retries --backoff
     --api-key-env (``--retries``, expansion's old spelling, fails naming ``--max-retries``)."""
     parser.add_argument(
@@ -75,10 +82,18 @@ def add_http_args(parser: argparse.ArgumentParser, role: str, concurrency: int =
         "--timeout", type=float, default=timeout, help=f"seconds per request attempt (default {timeout:g})"
     )
     parser.add_argument(
-        "--max-retries", type=int, default=3, help="retries after the first attempt, on errors worth one (default 3)"
+        "--max-retries",
+        type=int,
+        default=max_retries,
+        help=f"retries after the first attempt, on errors worth one (default {max_retries})",
     )
     renamed_flag(parser, "--retries", "--max-retries")
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each retry")
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=backoff,
+        help=f"first retry wait in seconds, doubled each retry (default {backoff:g})",
+    )
     parser.add_argument(
         "--api-key-env",
         default=None,

@@ -18,6 +18,7 @@ import asyncio
 import json
 import sys
 
+from rewards.chat import add_http_args, check_http_args
 from rewards.config import JudgeConfig
 from rewards.http import HTTPCallError
 from rewards.judge import ConstraintJudge
@@ -67,16 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="the judge server's root (http://host:port)")
     parser.add_argument("--model", required=True, help="the judge's served model name")
-    parser.add_argument("--api-key-env", default=None, help="environment variable holding the judge's API key")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
-    parser.add_argument("--max-retries", type=int, default=2)
+    # the chat client's flags, as every command spells them; defaults as before (JudgeConfig's, 2 retries)
+    defaults = JudgeConfig()
+    add_http_args(
+        parser,
+        "judge",
+        concurrency=defaults.max_concurrency,
+        timeout=defaults.timeout_s,
+        max_retries=2,
+        backoff=defaults.backoff_s,
+    )
     args = parser.parse_args(argv)
+    check_http_args(args)
     settings = JudgeConfig(
         url=args.url,
         model=args.model,
         api_key_env=args.api_key_env,
         timeout_s=args.timeout,
         max_retries=args.max_retries,
+        max_concurrency=args.concurrency,
+        backoff_s=args.backoff,
     )
     results = asyncio.run(run_probes(settings))
     for name, result in results.items():
