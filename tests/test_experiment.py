@@ -358,8 +358,11 @@ def test_weight_sweep_preset_end_to_end_with_the_tiny_policy(tmp_path):
     rows = read_csv(workdir / "metrics.csv")
     step_one = {r["arm"]: r for r in rows if r["step"] == 1}
     assert set(step_one) == set(SWEEP_ARMS_E2E)
-    for tag in (VIOLATION, WORDS, "critic/score/mean"):  # the untrained policy's rollout, identical per seed
+    for tag in (VIOLATION, WORDS):  # the untrained policy's rollout, identical per seed
         assert step_one["fixed_weight@10"][tag] == step_one["rlmr"][tag]
+    # the same scores, but verl averages them in float32 in an order that varies (a CI run differed by 1 ulp)
+    score = "critic/score/mean"
+    assert step_one["fixed_weight@10"][score] == pytest.approx(step_one["rlmr"][score], rel=1e-6)
     composed = workdir / "runs" / "fixed_weight_w10_seed0" / "hydra" / ".hydra" / "config.yaml"
     config = yaml.safe_load(composed.read_text())
     assert config["algorithm"]["rlmr"]["mode"] == "fixed_weight" and config["algorithm"]["rlmr"]["fixed_weight"] == 10
