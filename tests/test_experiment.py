@@ -153,11 +153,17 @@ def test_cuda_launch_composes_against_verl_without_the_cpu_backend(tmp_path):
     assert not any(o.startswith("+ray_kwargs.ray_init.num_gpus") for o in cuda)  # Ray counts the real GPUs
     assert "trainer.device=cpu" in cpu and "+ray_kwargs.ray_init.num_gpus=1" in cpu
     # the rest is the same launch
+    # each of the 2 ranks gets half of the 4 x 4 responses, as one micro-batch
+    assert "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8" in cuda
+    assert "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8" in cuda
+    assert "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16" in cpu
     machine = (
         "trainer.device=",
         "trainer.n_gpus_per_node=",
         "ray_kwargs.ray_init.num_cpus=",
         "+ray_kwargs.ray_init.num_gpus=",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=",
     )
     assert [o for o in cuda if not o.startswith(machine)] == [o for o in cpu if not o.startswith(machine)]
     config = dry_run.check(cuda)
@@ -381,3 +387,33 @@ def test_weight_sweep_preset_end_to_end_with_the_tiny_policy(tmp_path):
     again = subprocess.run([*command, "--report-only"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (workdir / "sweep.md").read_text() == sweep_md
+
+
+def test_cluster_launch_joins_without_resource_counts_and_carries_string_env_vars(tmp_path):
+    """``ray_address``: Ray refuses resource counts from a joining driver, and takes only string env vars
+    (Hydra reads an unquoted false or 1 as a bool or an int). Composed and validated, not run (the slow
+    run: tests/test_trainer_modes_e2e.py)."""
+    from omegaconf import OmegaConf
+
+    from recipe.rlmr import dry_run
+    from recipe.rlmr.dev import launch
+
+    assets = launch.TinyAssets(tmp_path / "policy", tmp_path / "reward_model", tmp_path / "data")
+    env = launch.trainer_env(tmp_path)
+    overrides = launch.cpu_overrides(assets, "http://127.0.0.1:1", tmp_path, ray_address="127.0.0.1:6380", nnodes=2)
+    config = dry_run.check(overrides + launch.runtime_env_overrides(env))
+    ray_init = OmegaConf.to_container(config.ray_kwargs.ray_init)
+    assert ray_init["address"] == "127.0.0.1:6380" and ray_init["num_cpus"] is None and "num_gpus" not in ray_init
+    assert config.trainer.nnodes == 2 and config.trainer.n_gpus_per_node == 1
+    assert config.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu == 8  # 16 responses over 2 ranks
+    carried = ray_init["runtime_env"]["env_vars"]
+    assert carried == {
+        "VERL_PLATFORM": "cpu",
+        "TENSORBOARD_DIR": str(tmp_path / "tensorboard"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": env["OMP_NUM_THREADS"],
+        "VERL_USE_EXTERNAL_MODULES": "recipe.rlmr.plugin",
+    }
+    assert all(isinstance(value, str) for value in carried.values())
+    with pytest.raises(ValueError, match="ray_address"):
+        launch.device_overrides("cpu", nnodes=2)

@@ -1,57 +1,126 @@
-"""RLMR under verl's asynchronous V1 mode ``colocate_async``, end to end on CPU, then resumed.
+"""RLMR the way clusters train: a two-node Ray cluster and verl's asynchronous mode ``colocate_async``,
+end to end on CPU, then resumed. One run serves every check (about 5 minutes).
 
-One run of 4 steps (checkpoints at 2 and 4) on the demo's sample prompts, whose constraints the
-random tiny policy mostly breaks, so the group filter drops and refills at every step; then the same
-command with ``trainer.resume_mode=auto`` and 5 steps. Checks what the sync run checks
-(tests/test_cpu_e2e.py): verdicts reach the estimator, violators negative, the filter drops and
-refills, no invalid reward moves an advantage, and the checkpoint resumes. About 4.5 minutes.
+The cluster (``recipe.rlmr.dev.ray_cluster``): a head and a worker node, each started with ``ray start``
+and resources of its own (8 CPU slots, 1 fake GPU slot), so verl's trainer (``trainer.nnodes=2``,
+one FSDP rank and one ``hf`` rollout replica per node) spans both. The worker node is started the way
+a node without verl-rlmr installed looks to verl: entry-point plugins off
+(``VERL_USE_EXTERNAL_PLUGINS=none``) and no ``VERL_PLATFORM``; the plugin and the CPU backend reach it
+only through the job's runtime environment (``VERL_USE_EXTERNAL_MODULES``, docs/launch.md). The writing
+RM (a child process) and the judge (``FakeJudge``, in this process) listen on loopback, which both
+nodes reach.
+
+The run: 4 steps (checkpoints at 2 and 4) on the demo's sample prompts, whose rule constraints the
+random tiny policy mostly breaks, so the group filter drops and refills at every step, each prompt with
+an added free-text constraint the judge always accepts (``short_circuit=false``: every sample asks
+it); then the same command with ``trainer.resume_mode=auto`` and 5 steps. Checks what the sync run
+checks (tests/test_cpu_e2e.py): verdicts reach the estimator, violators negative, the filter drops and
+refills, no invalid reward moves an advantage, and the checkpoint resumes; and that both nodes
+generated, the judge answered, and its verdicts reached the per-rule monitor.
 
 ``separate_async`` is refused on the CPU backend at launch (tests/test_config.py checks the message):
 verl 0.9.1 pushes weights to its standalone rollout pool only through NCCL-class checkpoint engines.
 """
 
+import json
 import math
+import re
 
 import pytest
 
+from data_prep.cli import main as data_prep
 from recipe.rlmr.dev import launch
 from recipe.rlmr.dev.demo import read_scalars
+from recipe.rlmr.dev.ray_cluster import local_cluster
+from recipe.rlmr.dev.servers.reward import FakeJudge
 
 pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
 MODE = "colocate_async"
+NODES = 2
+ON_TOPIC = {"type": "judge", "text": "The response stays on the topic of the task."}  # FakeJudge accepts it
+REPLICA_LINE = re.compile(r"hf rollout replica (\d+) on node (\w+) generates on")
+
+
+def sample_data_with_judge(workdir):
+    """The demo's sample prompts, each with ``ON_TOPIC`` added to its rule constraints."""
+    sample = launch.build_assets(workdir, data="sample")
+    out = workdir / "data_sample_judge"
+    out.mkdir()
+    rows = [json.loads(line) for line in (sample.data / "augmented.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["constraints"].append(ON_TOPIC)
+    (out / "prompts.jsonl").write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    argv = ["convert", "--input", str(out / "prompts.jsonl"), "--output-dir", str(out), "--val-ratio", "0.15"]
+    assert data_prep([*argv, "--strict", "--no-progress", "--seed", "0"]) == 0
+    return out
 
 
 @pytest.fixture(scope="module")
-def async_runs(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("colocate-async")
-    common = [f"trainer.v1.trainer_mode={MODE}", "trainer.save_freq=2"]
-    first = launch.run(workdir, steps=4, entry="verl", timeout_s=600, samples_per_prompt=8, data="sample", extra=common)
-    first_log = (workdir / "trainer.log").read_text(errors="replace")
-    assert first.returncode == 0, first_log[-6000:]
-    before = read_scalars(workdir / "tensorboard")
-    second = launch.run(
-        workdir,
-        steps=5,
-        entry="verl",
-        timeout_s=600,
-        samples_per_prompt=8,
-        data="sample",
-        extra=[*common, "trainer.resume_mode=auto"],
+def cluster_runs(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("cluster-async")
+    data = sample_data_with_judge(workdir)
+    head_env = launch.trainer_env(workdir)
+    worker_env = {key: value for key, value in head_env.items() if key != "VERL_PLATFORM"}
+    worker_env["VERL_USE_EXTERNAL_PLUGINS"] = "none"  # as if verl-rlmr were not installed there
+    with local_cluster(NODES, cpus_per_node=8, env=head_env, worker_env=worker_env) as cluster, FakeJudge() as judge:
+        node_ids = cluster.node_ids()
+        common = [
+            f"trainer.v1.trainer_mode={MODE}",
+            "trainer.save_freq=2",
+            f"data.train_files={data / 'train.parquet'}",
+            f"data.val_files={data / 'val.parquet'}",
+            f"reward.rlmr.judge.url={judge.url}",
+            "reward.rlmr.judge.model=fake-judge",
+            "reward.rlmr.short_circuit=false",
+        ]
+        runs = []
+        for steps, extra in ((4, []), (5, ["trainer.resume_mode=auto"])):
+            result = launch.run(
+                workdir,
+                steps=steps,
+                entry="verl",
+                timeout_s=600,
+                samples_per_prompt=8,
+                data="sample",
+                extra=[*common, *extra],
+                ray_address=cluster.address,
+                nnodes=NODES,
+                env=cluster.driver_env(),
+            )
+            log = (workdir / "trainer.log").read_text(errors="replace")
+            assert result.returncode == 0, log[-6000:]
+            runs.append((log, read_scalars(workdir / "tensorboard")))
+        judged = judge.log.requests
+    (first_log, before), (second_log, after) = runs
+    return dict(
+        workdir=workdir,
+        node_ids=node_ids,
+        judged=judged,
+        first_log=first_log,
+        second_log=second_log,
+        before=before,
+        after=after,
     )
-    second_log = (workdir / "trainer.log").read_text(errors="replace")
-    assert second.returncode == 0, second_log[-6000:]
-    return workdir, first_log, second_log, before, read_scalars(workdir / "tensorboard")
 
 
-def test_the_run_was_asynchronous_and_logged_every_step(async_runs):
-    _, first_log, _, before, _ = async_runs
-    assert f"'trainer_mode': '{MODE}'" in first_log  # verl's config dump; rlmr/* metrics come from RLMR's hook
-    assert [step for step in sorted(before) if step > 0] == [1, 2, 3, 4]
+def test_the_run_spanned_both_nodes_with_the_plugin_from_the_runtime_env(cluster_runs):
+    assert len(set(cluster_runs["node_ids"])) == NODES
+    for log in (cluster_runs["first_log"], cluster_runs["second_log"]):
+        replicas = dict(REPLICA_LINE.findall(log))
+        assert sorted(replicas) == [str(rank) for rank in range(NODES)], replicas
+        assert set(replicas.values()) == set(cluster_runs["node_ids"]), (replicas, cluster_runs["node_ids"])
+        assert not re.search(r"\[verl-rlmr\] .* FAILED", log)  # the plugin's own failure message
+        assert "'nnodes': 2" in log
 
 
-def test_verdicts_reach_the_estimator_and_violators_end_negative(async_runs):
-    _, _, _, before, _ = async_runs
+def test_the_run_was_asynchronous_and_logged_every_step(cluster_runs):
+    assert f"'trainer_mode': '{MODE}'" in cluster_runs["first_log"]  # verl's config dump
+    assert [step for step in sorted(cluster_runs["before"]) if step > 0] == [1, 2, 3, 4]
+
+
+def test_verdicts_reach_the_estimator_and_violators_end_negative(cluster_runs):
+    before = cluster_runs["before"]
     mixed_steps = 0
     for step in range(1, 5):
         metrics = before[step]
@@ -63,8 +132,16 @@ def test_verdicts_reach_the_estimator_and_violators_end_negative(async_runs):
     assert mixed_steps >= 2
 
 
-def test_the_filter_drops_and_refills_and_no_invalid_reward_moves_an_advantage(async_runs):
-    _, _, _, before, _ = async_runs
+def test_the_judge_answered_every_sample_and_its_verdicts_reached_the_monitor(cluster_runs):
+    before = cluster_runs["before"]
+    # every sample asks the judge (short_circuit off): at least a batch of 4 prompts x 8 samples per step
+    assert cluster_runs["judged"] >= 4 * 8 * 5
+    for step in range(1, 5):
+        assert before[step]["rlmr/violations/judge"] == 0, step  # FakeJudge accepts ON_TOPIC every time
+
+
+def test_the_filter_drops_and_refills_and_no_invalid_reward_moves_an_advantage(cluster_runs):
+    before = cluster_runs["before"]
     for step in range(1, 5):
         metrics = before[step]
         assert metrics["rlmr/filter/resampled_prompts"] >= metrics["rlmr/filter/dropped_groups"], step
@@ -74,8 +151,12 @@ def test_the_filter_drops_and_refills_and_no_invalid_reward_moves_an_advantage(a
     assert sum(before[step]["rlmr/filter/dropped_all_violate"] for step in range(1, 5)) > 0
 
 
-def test_the_checkpoint_resumes_in_the_async_mode(async_runs):
-    workdir, _, second_log, _, after = async_runs
-    assert f"Resuming from {workdir / 'checkpoints' / 'global_step_4'}, setting global step to 4" in second_log
-    assert 5 in after and "rlmr/violation_rate" in after[5]
-    assert (workdir / "checkpoints" / "global_step_4" / "actor").is_dir()
+def test_the_checkpoint_resumes_on_the_cluster(cluster_runs):
+    workdir = cluster_runs["workdir"]
+    checkpoint = workdir / "checkpoints" / "global_step_4"
+    assert f"Resuming from {checkpoint}, setting global step to 4" in cluster_runs["second_log"]
+    assert 5 in cluster_runs["after"] and "rlmr/violation_rate" in cluster_runs["after"][5]
+    assert sorted(path.name for path in (checkpoint / "actor").glob("model_world_size_2_rank_*.pt")) == [
+        "model_world_size_2_rank_0.pt",
+        "model_world_size_2_rank_1.pt",
+    ]

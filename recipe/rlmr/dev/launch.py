@@ -3,7 +3,8 @@ environment and the Hydra overrides. Used by the end-to-end test, ``make demo`` 
 ``make experiment`` (``recipe.rlmr.experiment``).
 
     python -m recipe.rlmr.dev.launch WORKDIR [--steps 3] [--entry verl|recipe] [--data sample|word_limit]
-                                     [--device cpu|cuda] [--rm tiny|length] [--policy DIR] [overrides...]
+                                     [--device cpu|cuda] [--rm tiny|length] [--policy DIR]
+                                     [--ray-address HOST:PORT --nnodes N] [overrides...]
 
 builds the tiny policy, reward model and sample data under WORKDIR, serves the reward model on
 a loopback port (``python -m rewards.serve_rm``; ``--rm length``: the scripted length-biased RM of
@@ -16,6 +17,10 @@ a loopback port (``python -m rewards.serve_rm``; ``--rm length``: the scripted l
 ones a CPU machine needs (device, fake GPU slots for Ray's placement, FSDP2, the ``hf`` rollout,
 one agent-loop and one reward worker) plus a small problem size: 4 prompts x 4 samples, 48
 response tokens.
+
+``--ray-address`` trains on a running Ray cluster of ``--nnodes`` nodes (``recipe.rlmr.dev.ray_cluster``
+starts one on this machine) with the trainer's environment carried to every node in the job's
+runtime environment; a cluster with token authentication needs ``RAY_AUTH_MODE=token`` and the token.
 
 ``--device cuda`` runs verl's own CUDA platform instead (no ``VERL_PLATFORM``, ``trainer.device=cuda``,
 the machine's real GPUs counted by Ray, NCCL); the ``hf`` rollout and the rest stay the same.
@@ -157,13 +162,33 @@ def cpu_env(workdir: str | Path) -> dict[str, str]:
     return trainer_env(workdir, "cpu")
 
 
-def device_overrides(device: str = "cpu", num_gpus: int | None = None) -> list[str]:
+def device_overrides(
+    device: str = "cpu", num_gpus: int | None = None, ray_address: str | None = None, nnodes: int = 1
+) -> list[str]:
     """The machine part of the overrides.
 
     ``cpu``: Ray's placement counts GPU slots, so declare one fake slot; the CPU does the work.
     ``cuda``: verl's real CUDA platform on this node's ``num_gpus`` GPUs (default: all torch sees),
     which Ray detects itself; no fake slot.
+    ``ray_address``: join a running Ray cluster of ``nnodes`` nodes (``ray start``; on CPU each node
+    declares its fake GPU slot itself, ``recipe.rlmr.dev.ray_cluster``) instead of starting a private
+    one: Ray refuses resource counts from a driver that joins, so none are passed.
     """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if ray_address is None and nnodes != 1:
+        raise ValueError(f"nnodes={nnodes} needs a running multi-node cluster: pass its ray_address")
+    if ray_address is not None:
+        per_node = 1 if device == "cpu" else num_gpus
+        if per_node is None:
+            raise ValueError("device=cuda with ray_address: pass num_gpus, the GPUs of each node")
+        return [
+            f"trainer.device={device}",
+            f"trainer.n_gpus_per_node={per_node}",
+            f"trainer.nnodes={nnodes}",
+            "ray_kwargs.ray_init.num_cpus=null",
+            f"+ray_kwargs.ray_init.address={ray_address}",
+        ]
     if device == "cpu":
         return [
             "trainer.device=cpu",
@@ -172,8 +197,6 @@ def device_overrides(device: str = "cpu", num_gpus: int | None = None) -> list[s
             "ray_kwargs.ray_init.num_cpus=8",  # scheduling slots, not cores (4 stalls worker creation)
             "+ray_kwargs.ray_init.num_gpus=1",
         ]
-    if device != "cuda":
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if num_gpus is None:
         import torch
 
@@ -188,6 +211,25 @@ def device_overrides(device: str = "cpu", num_gpus: int | None = None) -> list[s
     ]
 
 
+# What the trainer's processes must see wherever Ray places them. A private Ray inherits them from the
+# launcher; on a running cluster a worker inherits its raylet's environment, so they travel in the job's
+# runtime environment instead (with the plugin named, for nodes where it is not an installed entry point).
+RUNTIME_ENV_VARS = ("VERL_PLATFORM", "TENSORBOARD_DIR", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS")
+PLUGIN_MODULE = "recipe.rlmr.plugin"
+
+
+def runtime_env_overrides(env: dict[str, str]) -> list[str]:
+    """``+ray_kwargs.ray_init.runtime_env.env_vars.*`` carrying ``RUNTIME_ENV_VARS`` from ``env`` and
+    ``VERL_USE_EXTERNAL_MODULES`` (the plugin) to every process of the job, on every node."""
+    carried = {key: env[key] for key in RUNTIME_ENV_VARS if key in env}
+    carried["VERL_USE_EXTERNAL_MODULES"] = PLUGIN_MODULE
+    # quoted: Ray takes only strings, and Hydra would read false or 1 as a bool or an int
+    bad = {key: value for key, value in carried.items() if "'" in value or "\\" in value}
+    if bad:
+        raise ValueError(f"cannot carry values with quotes or backslashes through a Hydra override: {bad}")
+    return [f"+ray_kwargs.ray_init.runtime_env.env_vars.{key}='{value}'" for key, value in carried.items()]
+
+
 def cpu_overrides(
     assets: TinyAssets,
     rm_url: str,
@@ -200,6 +242,8 @@ def cpu_overrides(
     num_gpus: int | None = None,
     lr: float = 1e-4,
     reward_model: str = "tiny",
+    ray_address: str | None = None,
+    nnodes: int = 1,
 ) -> list[str]:
     """Hydra overrides (on ``rlmr_trainer``) for an RLMR run with tiny assets, on the CPU backend by
     default (``device="cuda"``: verl's CUDA platform, see ``device_overrides``)."""
@@ -207,6 +251,14 @@ def cpu_overrides(
         raise ValueError(f"reward_model must be one of {REWARD_MODELS}, got {reward_model!r}")
     workdir = Path(workdir)
     rollout_batch = prompts_per_step * samples_per_prompt
+    if device == "cuda" and num_gpus is None:
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    world_size = nnodes * (1 if device == "cpu" else max(num_gpus, 1))  # FSDP ranks: each gets its share
+    if rollout_batch % world_size:
+        raise ValueError(f"{rollout_batch} responses per step do not split over {world_size} FSDP ranks")
+    per_rank = rollout_batch // world_size  # one micro-batch per rank
     # the length RM reads only characters; the policy's own tokenizer formats its input
     rm_name, rm_tokenizer = (RM_NAME, assets.reward_model)
     if reward_model in ("length", "scaled"):
@@ -232,10 +284,10 @@ def cpu_overrides(
         "+actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32",
         "+actor_rollout_ref.ref.fsdp_config.mixed_precision.param_dtype=fp32",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={prompts_per_step}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={rollout_batch}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={per_rank}",
         "actor_rollout_ref.actor.use_kl_loss=false",
         "actor_rollout_ref.actor.use_dynamic_bsz=false",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rollout_batch}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={per_rank}",
         # the rollout: transformers generate behind verl's replica interface (recipe.rlmr.rollout.hf), on the
         # worker's GPU when it has one
         "actor_rollout_ref.rollout.name=hf",
@@ -251,7 +303,7 @@ def cpu_overrides(
         # poll the replay buffer often, filter on or off (a CPU step is short; verl polls every 2 s)
         "algorithm.rlmr.replay_poll_interval_s=0.2",
         # the machine (device_overrides)
-        *device_overrides(device, num_gpus),
+        *device_overrides(device, num_gpus, ray_address, nnodes),
         "+ray_kwargs.ray_init.include_dashboard=false",  # saves a process and seconds of start-up
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         # the run
@@ -299,12 +351,17 @@ def run(
     prompts_per_step: int = 4,
     response_length: int = 48,
     lr: float = 1e-4,
+    ray_address: str | None = None,
+    nnodes: int = 1,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Build assets, serve the RM, run the trainer; the trainer's output goes to ``log_path``.
 
     ``assets_dir`` (default ``workdir``) holds the built models and data, so several runs can share
     them; ``workdir`` gets the run's logs, tensorboard and checkpoints. ``extra`` overrides come last
-    and win.
+    and win. ``ray_address``: train on that running cluster of ``nnodes`` nodes (``device_overrides``),
+    the trainer's environment carried to every node (``runtime_env_overrides``). ``env``: added to the
+    trainer's environment (a cluster's ``driver_env()``, say).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -328,12 +385,17 @@ def run(
             device=device,
             lr=lr,
             reward_model=reward_model,
+            ray_address=ray_address,
+            nnodes=nnodes,
         )
+        env = {**trainer_env(workdir, device), **(env or {})}
+        if ray_address is not None:
+            overrides += runtime_env_overrides(env)
         command = trainer_command(entry, overrides + list(extra or []))
         with open(log_path, "w") as log:
             return subprocess.run(
                 command,
-                env=trainer_env(workdir, device),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=timeout_s,
@@ -350,6 +412,12 @@ def main() -> None:
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="cpu: the CPU backend; cuda: verl's own")
     parser.add_argument("--rm", choices=REWARD_MODELS, default="tiny", help="tiny: served tiny RM; length: chars/100")
     parser.add_argument("--policy", default=None, help="a model folder to train instead of the tiny policy")
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="host:port of a running Ray cluster to train on (default: a private local Ray); with --nnodes",
+    )
+    parser.add_argument("--nnodes", type=int, default=1, help="the running cluster's nodes (with --ray-address)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_intermixed_args()
     result = run(
@@ -361,6 +429,8 @@ def main() -> None:
         device=args.device,
         reward_model=args.rm,
         policy=args.policy,
+        ray_address=args.ray_address,
+        nnodes=args.nnodes,
     )
     print(f"trainer exited with {result.returncode}; log: {Path(args.workdir) / 'trainer.log'}")
     sys.exit(result.returncode)

@@ -448,6 +448,7 @@ class HFRolloutServer:
             global_steps=self.global_steps,
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
+            node_id=ray.get_runtime_context().get_node_id(),
         )
 
     # ---- partial rollout: abort and resume --------------------------------------------------
@@ -538,7 +539,12 @@ class HFReplica(RolloutReplica):
             )
         )
         stats = await server.get_stats.remote()  # raises here if the model failed to load
-        logger.info("hf rollout replica %d generates on %s in %s", self.replica_rank, stats["device"], stats["dtype"])
+        # one line per replica in the trainer's log: on a multi-node cluster, where each replica landed
+        print(
+            f"hf rollout replica {self.replica_rank} on node {stats['node_id']} generates on {stats['device']} "
+            f"in {stats['dtype']}",
+            flush=True,
+        )
         self.servers = [server]
         self._server_handle = server
         self._server_address = f"hf-replica-{self.replica_rank}{self.name_suffix}"  # a key only: no HTTP
