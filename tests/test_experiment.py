@@ -137,6 +137,7 @@ def test_arms_differ_only_in_mode(tmp_path):
     assert [o for o in a if not o.startswith(run_specific)] == [o for o in b if not o.startswith(run_specific)]
     assert "algorithm.rlmr.mode=writing_only" in a and "algorithm.rlmr.mode=rlmr" in b
     assert "algorithm.filter_groups.enable=false" in a  # the filter reads verdicts: off in every arm
+    assert "algorithm.rollout_correction.bypass_mode=true" in a  # no old-log-prob recomputation
     assert a[-1] == "trainer.foo=1"  # the user's overrides come last and win
 
 

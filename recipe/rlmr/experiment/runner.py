@@ -75,6 +75,9 @@ class Plan:
             *([f"algorithm.rlmr.fixed_weight={weight:g}"] if weight is not None else []),
             *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if self.dump_rollouts else []),
             "algorithm.filter_groups.enable=false",
+            # one update per step, so the rollout's own log-probs are the old ones (measured: ppo_kl ~1e-9
+            # with the fp32 actor); verl's bypass mode skips the actor's recomputation of them
+            "algorithm.rollout_correction.bypass_mode=true",
             "trainer.total_epochs=1000",  # the step count decides: the prompt set is small, epochs are short
             f"data.seed={seed}",
             f"actor_rollout_ref.rollout.seed={seed}",  # the hf rollout seeds its sampling with it
