@@ -75,13 +75,20 @@ def _ray(args: list[str], env: dict[str, str]) -> None:
 
 
 def _processes_of(temp_dir: Path) -> list[psutil.Process]:
-    """Every process whose command line names the cluster's folder (GCS, raylets, workers, agents)."""
-    mine = []
+    """The processes whose command line names the cluster's folder (GCS, raylets, monitors) and all
+    their descendants: workers and agents rename themselves (``ray::WorkerDict``), so only their
+    parentage gives them away."""
+    roots = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         cmdline = process.info["cmdline"] or []
         if process.pid != os.getpid() and any(str(temp_dir) in arg for arg in cmdline):
-            mine.append(process)
-    return mine
+            roots.append(process)
+    mine = {process.pid: process for process in roots}
+    for root in roots:
+        with contextlib.suppress(psutil.Error):
+            mine.update({child.pid: child for child in root.children(recursive=True)})
+    mine.pop(os.getpid(), None)
+    return list(mine.values())
 
 
 def stop(temp_dir: Path, grace_s: float = 10.0) -> None:
