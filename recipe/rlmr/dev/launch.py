@@ -162,6 +162,22 @@ def cpu_env(workdir: str | Path) -> dict[str, str]:
     return trainer_env(workdir, "cpu")
 
 
+def gpus_per_node(device: str, num_gpus: int | None = None) -> int:
+    """The devices each node trains on: one (fake) slot on ``cpu``; on ``cuda`` ``num_gpus``, by default
+    every GPU torch sees here (at least one)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return 1
+    if num_gpus is None:
+        import torch
+
+        num_gpus = torch.cuda.device_count()
+    if num_gpus < 1:
+        raise RuntimeError("device=cuda but torch sees no CUDA GPU (torch.cuda.device_count() == 0)")
+    return num_gpus
+
+
 def device_overrides(
     device: str = "cpu", num_gpus: int | None = None, ray_address: str | None = None, nnodes: int = 1
 ) -> list[str]:
@@ -197,12 +213,7 @@ def device_overrides(
             "ray_kwargs.ray_init.num_cpus=8",  # scheduling slots, not cores (4 stalls worker creation)
             "+ray_kwargs.ray_init.num_gpus=1",
         ]
-    if num_gpus is None:
-        import torch
-
-        num_gpus = torch.cuda.device_count()
-    if num_gpus < 1:
-        raise RuntimeError("device=cuda but torch sees no CUDA GPU (torch.cuda.device_count() == 0)")
+    num_gpus = gpus_per_node(device, num_gpus)
     return [
         "trainer.device=cuda",
         f"trainer.n_gpus_per_node={num_gpus}",
@@ -251,11 +262,8 @@ def cpu_overrides(
         raise ValueError(f"reward_model must be one of {REWARD_MODELS}, got {reward_model!r}")
     workdir = Path(workdir)
     rollout_batch = prompts_per_step * samples_per_prompt
-    if device == "cuda" and num_gpus is None:
-        import torch
-
-        num_gpus = torch.cuda.device_count()
-    world_size = nnodes * (1 if device == "cpu" else max(num_gpus, 1))  # FSDP ranks: each gets its share
+    num_gpus = gpus_per_node(device, num_gpus)
+    world_size = nnodes * num_gpus  # FSDP ranks: each gets its share
     if rollout_batch % world_size:
         raise ValueError(f"{rollout_batch} responses per step do not split over {world_size} FSDP ranks")
     per_rank = rollout_batch // world_size  # one micro-batch per rank

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -53,8 +52,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
-
-logger = logging.getLogger(__name__)
 
 BATCH_WINDOW_S = 0.01  # how long a request that finds the server idle waits for company
 DEVICE_ENV = "RLMR_HF_ROLLOUT_DEVICE"  # "auto" (default): the worker's GPU if it has one; "cpu": always CPU
