@@ -34,12 +34,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 from hydra import compose, initialize_config_dir
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
+from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.base import READY_LINE, announced_server
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
 from rewards.reward_info import REWARD_ERROR, REWARD_VALID, WRITING_SCORE
@@ -70,28 +70,10 @@ RM_CONCURRENCY, JUDGE_CONCURRENCY = 32, 128
 
 def make_rows(tokenizer, batch: int) -> tuple[list[DataProto], list[str]]:
     """``batch`` rows, each response of its own length (so each RM score identifies its text)."""
-    messages = [{"role": "user", "content": TASK}]
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    prompt_ids = list(prompt_ids["input_ids"]) if hasattr(prompt_ids, "keys") else list(prompt_ids)
-    rows, responses = [], []
-    for i in range(batch):
-        response = f"Lantern {i} on the water, ropes asleep" + "." * (i % 37) + " " + "tide " * (i // 37)
-        responses.append(response)
-        ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append(
-            DataProto.from_dict(
-                tensors={
-                    "prompts": torch.tensor([prompt_ids]),
-                    "responses": torch.tensor([ids]),
-                    "attention_mask": torch.ones(1, len(prompt_ids) + len(ids), dtype=torch.int64),
-                },
-                non_tensors={
-                    "raw_prompt": np.array([messages], dtype=object),
-                    "reward_model": np.array([{"style": "rule", "ground_truth": SPEC.to_ground_truth()}], dtype=object),
-                    "data_source": np.array(["soak"], dtype=object),
-                },
-            )
-        )
+    responses = [
+        f"Lantern {i} on the water, ropes asleep" + "." * (i % 37) + " " + "tide " * (i // 37) for i in range(batch)
+    ]
+    rows = [trajectory_row(tokenizer, TASK, response, SPEC, data_source="soak") for response in responses]
     return rows, responses
 
 

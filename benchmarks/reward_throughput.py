@@ -25,14 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import requests
-import torch
 from hydra import compose, initialize_config_dir
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
+from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.base import announced_server
 from recipe.rlmr.dev.servers.reward import READY_LINE as FAKE_READY_LINE
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
@@ -49,31 +48,17 @@ SPEC = ConstraintSpec(
 
 
 def make_rows(tokenizer, prompts: int, samples: int) -> list[DataProto]:
-    messages = [{"role": "user", "content": TASK}]
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    prompt_ids = list(prompt_ids["input_ids"]) if hasattr(prompt_ids, "keys") else list(prompt_ids)
-    rows = []
-    for p in range(prompts):
-        for s in range(samples):
-            response = f"Lantern {p}-{s} on the water,\nropes asleep,\ngulls counting boats,\nthe tide keeps time."
-            ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            rows.append(
-                DataProto.from_dict(
-                    tensors={
-                        "prompts": torch.tensor([prompt_ids]),
-                        "responses": torch.tensor([ids]),
-                        "attention_mask": torch.ones(1, len(prompt_ids) + len(ids), dtype=torch.int64),
-                    },
-                    non_tensors={
-                        "raw_prompt": np.array([messages], dtype=object),
-                        "reward_model": np.array(
-                            [{"style": "rule", "ground_truth": SPEC.to_ground_truth()}], dtype=object
-                        ),
-                        "data_source": np.array(["bench"], dtype=object),
-                    },
-                )
-            )
-    return rows
+    return [
+        trajectory_row(
+            tokenizer,
+            TASK,
+            f"Lantern {p}-{s} on the water,\nropes asleep,\ngulls counting boats,\nthe tide keeps time.",
+            SPEC,
+            data_source="bench",
+        )
+        for p in range(prompts)
+        for s in range(samples)
+    ]
 
 
 @contextlib.contextmanager

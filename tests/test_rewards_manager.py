@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
+from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.reward import FakeJudge
 from recipe.rlmr.verdicts import rlmr_estimator, supply_verdicts, verdicts_from_extra_infos
 from rewards.reward_info import KEYS as EXTRA_INFO_KEYS
@@ -52,34 +52,11 @@ def rows(tokenizer, samples):
     """DataProto rows as verl's agent loop hands them to a reward manager, one per sample.
 
     ``spec`` is a ConstraintSpec, or a dict used as the row's ``reward_model`` as it is."""
-    out = []
-    for task, response, spec in samples:
-        messages = [{"role": "user", "content": task}]
-        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        prompt_ids = (
-            prompt_ids["input_ids"] if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys") else prompt_ids
-        )
-        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        pad = 4  # right padding on the response, as in verl's batches
-        responses = torch.tensor(response_ids + [tokenizer.pad_token_id] * pad)
-        attention = torch.tensor([1] * (len(prompt_ids) + len(response_ids)) + [0] * pad)
-        data = DataProto.from_dict(
-            tensors={
-                "prompts": torch.tensor([prompt_ids]),
-                "responses": responses[None],
-                "attention_mask": attention[None],
-            },
-            non_tensors={
-                "raw_prompt": np.array([messages], dtype=object),
-                "reward_model": np.array(
-                    [spec if isinstance(spec, dict) else {"style": "rule", "ground_truth": spec.to_ground_truth()}],
-                    dtype=object,
-                ),
-                "data_source": np.array(["rlmr-test"], dtype=object),
-            },
-        )
-        out.append(data)
-    return out
+    # right padding on the response, as in verl's batches
+    return [
+        trajectory_row(tokenizer, task, response, spec, data_source="rlmr-test", pad=4)
+        for task, response, spec in samples
+    ]
 
 
 def run(manager, data_rows):

@@ -54,7 +54,11 @@ def summary_markdown(rows: Sequence[Mapping], wall_s: Mapping[str, list[float]],
     untrained = untrained_violation_rate(rows)
     lines.append(f"Untrained policy (step 1's rollouts, all runs): violation rate {_fmt('{:.3f}', untrained)}.")
     lines.append("")
-    lines += ["Step 1 per arm and seed (the same untrained policy and seeded sampling: equal within a seed):", ""]
+    lines += [
+        "Step 1 per arm and seed (the same untrained policy, seeded sampling; a larger policy's batched "
+        "logits can still differ in the last bits):",
+        "",
+    ]
     lines += [*step_one_lines(rows), ""]
     lines.append("| curve | " + " | ".join(f"{arm}: first 3 → last 3" for arm in arms) + " |")
     lines.append("|---|" + "---|" * len(arms))
@@ -83,8 +87,8 @@ def summary_markdown(rows: Sequence[Mapping], wall_s: Mapping[str, list[float]],
 
 
 def step_one_lines(step_rows: Sequence[Mapping]) -> list[str]:
-    """Step 1 (the untrained policy's rollout) per arm and seed: equal across arms of one seed when the
-    rollout's seeded sampling pairs them."""
+    """Step 1 (the untrained policy's rollout) per arm and seed: equal across arms of one seed (up to the
+    last bits of batched logits) when the rollout's seeded sampling pairs them."""
     lines = ["| arm | seed | violation rate | words (mean) | writing score (mean) |", "|---|---|---|---|---|"]
     for row in step_rows:
         if int(row["step"]) == 1:
