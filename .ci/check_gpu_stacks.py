@@ -197,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             extras = stack.extras
             start = time.monotonic()
             report = Path(tmp) / f"{name}.json"
-            proc, _ = resolve(args.project, stack, links, report)
+            proc, command = resolve(args.project, stack, links, report)
             took = time.monotonic() - start
             if proc.returncode != 0:
                 failed.append(name)
-                print(f"FAIL {name} (.[{','.join(extras)}]) after {took:.0f} s:", flush=True)
+                print(f"FAIL {name} (.[{','.join(extras)}]) after {took:.0f} s: {command}", flush=True)
                 print("\n".join("    " + ln for ln in failure_lines(proc.stdout + "\n" + proc.stderr)), flush=True)
                 continue
             versions = resolved_versions(report)

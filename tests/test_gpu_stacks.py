@@ -110,3 +110,25 @@ def test_every_stack_is_in_the_install_docs():
         row = {"vllm": "vLLM", "sglang": "SGLang"}[engine] + " x " + {"fsdp": "FSDP", "megatron": "Megatron"}[backend]
         assert f"| {row}" in install_md, f"docs/install.md has no row for {name}"
         assert f"'.[{','.join(stack.extras)}]'" in install_md or stack.verl_extra, name
+
+
+def test_a_stack_that_does_not_resolve_fails_the_check_and_shows_the_command(monkeypatch, capsys):
+    """A failed resolution is a red check (exit 1) whose log names the stack, pip's reason and the
+    command that reproduces it; the other stacks are still checked."""
+    import subprocess
+
+    asked = []
+
+    def failing_resolve(project, stack, find_links, report):
+        asked.append(stack)
+        proc = subprocess.CompletedProcess([], 1, stdout="", stderr="ERROR: ResolutionImpossible: torch==9.9\n")
+        return proc, "pip install --dry-run -e .[gpu-vllm]"
+
+    monkeypatch.setattr(check, "resolve", failing_resolve)
+    names = list(check.STACKS)[:2]
+    assert check.main([arg for name in names for arg in ("--stack", name)]) == 1
+    out = capsys.readouterr()
+    assert len(asked) == 2
+    assert f"FAIL {names[0]}" in out.out and "pip install --dry-run -e .[gpu-vllm]" in out.out
+    assert "ResolutionImpossible: torch==9.9" in out.out
+    assert f"2 of 2 GPU stacks do not resolve: {', '.join(names)}" in out.err
