@@ -17,7 +17,9 @@ isolation on any machine (verl's docs install it in a second step, after torch, 
 ``--no-build-isolation``; docs/install.md does the same); cupy is a CUDA-only build. The check stands
 in a metadata-only placeholder wheel of the exact pinned version for each, so everything else
 resolves as it would on a cluster. It resolves for the running interpreter and platform (CI: Python
-3.11, Linux x86_64); the machine's global torch cap (``/etc/xdg/pip``) is lifted for these calls.
+3.11, Linux x86_64), except the Megatron stacks: Megatron-Bridge 0.5.x and megatron-core 0.18 require
+Python 3.12, so uv resolves those for 3.12. The machine's global torch cap (``/etc/xdg/pip``) is
+lifted for these calls.
 """
 
 from __future__ import annotations
@@ -45,8 +47,15 @@ class Stack:
     verl_extra: str | None = None
     skip: tuple[str, ...] = ()  # names dropped from ``verl_extra``'s requirements
     overrides: tuple[str, ...] = ()  # uv --override pins (pip has no override: these stacks resolve with uv)
+    adds: tuple[str, ...] = ()  # requirements the documented install adds beside the extras
+    python: str | None = None  # resolve for this Python (with uv) instead of the running interpreter's
     why: str = ""
 
+
+# Megatron-Bridge 0.5.2 (verl[megatron]==0.9.1's pin; its git branch r0.5.0) declares requires-python
+# ">=3.12,<3.13" and builds against Megatron-LM core 0.18.2 (its 3rdparty submodule).
+MEGATRON_PYTHON = "3.12"
+MEGATRON_CORE = "megatron-core==0.18.2"
 
 # Keep in step with docs/install.md's matrix.
 STACKS: dict[str, Stack] = {
@@ -61,14 +70,20 @@ STACKS: dict[str, Stack] = {
         extras=("vllm",),
         verl_extra="megatron",
         skip=("megatron-bridge", "apex"),
+        adds=(MEGATRON_CORE,),
+        python=MEGATRON_PYTHON,
         why="verl[megatron]==0.9.1 itself cannot resolve (megatron-bridge==0.5.2 is not on PyPI; PyPI's 'apex' is an "
-        "unrelated package): its other requirements are resolved here, those two come from NVIDIA's sources",
+        "unrelated package): its other requirements are resolved here, those two come from NVIDIA's sources; "
+        f"Python {MEGATRON_PYTHON} (Megatron-Bridge 0.5.x and megatron-core 0.18 require it) and {MEGATRON_CORE}, "
+        "the core Megatron-Bridge 0.5.2 builds against",
     ),
     "sglang+megatron": Stack(
         extras=("sglang",),
         verl_extra="megatron",
         skip=("megatron-bridge", "apex"),
         overrides=("transformers==5.9.0",),
+        adds=(MEGATRON_CORE,),
+        python=MEGATRON_PYTHON,
         why="both of the above",
     ),
 }
@@ -128,17 +143,19 @@ def resolve(project: Path, stack: Stack, find_links: Path, report: Path) -> tupl
     """Resolve ``stack`` (nothing installed). Returns pip's or uv's process and the command, for the log."""
     spec = f"{project}[{','.join(stack.extras)}]"
     extra_reqs = verl_extra_requirements(stack.verl_extra, stack.skip) if stack.verl_extra else []
+    extra_reqs = [req for req in extra_reqs if not any(_same_name(req, add) for add in stack.adds)] + list(stack.adds)
     env = dict(os.environ)
     env.pop("PIP_FIND_LINKS", None)  # the local CPU torch wheel must not stand in for the cluster's
-    if stack.overrides:
+    if stack.overrides or stack.python:
         overrides = report.with_suffix(".overrides.txt")
-        overrides.write_text("\n".join(stack.overrides) + "\n")
+        overrides.write_text("".join(pin + "\n" for pin in stack.overrides))
+        python = stack.python or f"{sys.version_info.major}.{sys.version_info.minor}"
         uv = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
         if uv is None:
             raise SystemExit("uv not found: pip install uv (the test extra has it)")
         cmd = [
-            uv, "pip", "compile", "--quiet", "--no-header", "--python-version",
-            f"{sys.version_info.major}.{sys.version_info.minor}", "--python-platform", "x86_64-manylinux_2_34",
+            uv, "pip", "compile", "--quiet", "--no-header", "--python-version", python,
+            "--python-platform", "x86_64-manylinux_2_34",
             "--override", str(overrides), "--find-links", str(find_links),
             *(arg for name in LEFT_OUT for arg in ("--only-binary", name)),
             "-o", str(report), "-",
@@ -154,6 +171,13 @@ def resolve(project: Path, stack: Stack, find_links: Path, report: Path) -> tupl
     ]  # fmt: skip
     env["PIP_CONSTRAINT"] = ""  # lift this machine's global torch cap (/etc/xdg/pip): the GPU stacks pin 2.11.0
     return subprocess.run(cmd, env=env, capture_output=True, text=True), " ".join(cmd)
+
+
+def _same_name(a: str, b: str) -> bool:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(a).name) == canonicalize_name(Requirement(b).name)
 
 
 def failure_lines(output: str, keep: int = 25) -> list[str]:
@@ -207,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             versions = resolved_versions(report)
             results[name] = {k: versions[k] for k in REPORTED if k in versions}
             shown = " ".join(f"{k}={v}" for k, v in results[name].items())
-            print(f"ok   {name} (.[{','.join(extras)}]) in {took:.0f} s: {shown}", flush=True)
+            on = f", Python {stack.python}" if stack.python else ""
+            print(f"ok   {name} (.[{','.join(extras)}]{on}) in {took:.0f} s: {shown}", flush=True)
             if stack.why:
                 print(f"     note: {stack.why}", flush=True)
     if args.json:

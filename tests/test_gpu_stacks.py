@@ -132,3 +132,29 @@ def test_a_stack_that_does_not_resolve_fails_the_check_and_shows_the_command(mon
     assert f"FAIL {names[0]}" in out.out and "pip install --dry-run -e .[gpu-vllm]" in out.out
     assert "ResolutionImpossible: torch==9.9" in out.out
     assert f"2 of 2 GPU stacks do not resolve: {', '.join(names)}" in out.err
+
+
+def test_megatron_stacks_resolve_for_python_3_12_with_the_bridges_core(monkeypatch, tmp_path):
+    """Megatron-Bridge 0.5.x needs Python 3.12 and builds against megatron-core 0.18.2: the check asks uv
+    for exactly that (verl's unpinned megatron-core replaced, not doubled), and install.md says so."""
+    import subprocess
+
+    seen = {}
+
+    def fake_run(cmd, env=None, input=None, capture_output=None, text=None):
+        seen["cmd"], seen["stdin"] = cmd, input
+        return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+
+    monkeypatch.setattr(check.subprocess, "run", fake_run)
+    for name in ("vllm+megatron", "sglang+megatron"):
+        check.resolve(REPO, check.STACKS[name], tmp_path, tmp_path / f"{name}.txt")
+        cmd = seen["cmd"]
+        assert cmd[1:3] == ["pip", "compile"], name
+        assert cmd[cmd.index("--python-version") + 1] == "3.12"
+        reqs = [Requirement(line) for line in seen["stdin"].splitlines() if not line.startswith("-e ")]
+        cores = [str(req) for req in reqs if req.name == "megatron-core"]
+        assert cores == ["megatron-core==0.18.2"], cores
+    check.resolve(REPO, check.STACKS["vllm+fsdp"], tmp_path, tmp_path / "fsdp.json")
+    assert seen["cmd"][1:4] == ["-m", "pip", "install"]  # the other stacks: the running interpreter's pip
+    install_md = (REPO / "docs" / "install.md").read_text()
+    assert check.MEGATRON_CORE in install_md and f"Python {check.MEGATRON_PYTHON}" in install_md
