@@ -21,7 +21,6 @@ The dead-RM run (preflight off, RM URL with nothing behind it, ``consecutive_ste
 step 2 with ``RewardsKeepFailingError`` naming the writing RM and its URL.
 """
 
-import json
 import signal
 import subprocess
 import sys
@@ -30,10 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.cli import main as data_prep
-from recipe.rlmr.dev import launch
+from recipe.rlmr.dev import launch, sample_data
 from recipe.rlmr.dev.demo import read_scalars
-from recipe.rlmr.dev.sample_data import SEED_PROMPTS, WORD_LIMIT_TINY
 from recipe.rlmr.dev.servers.base import stop_process
 from recipe.rlmr.dev.servers.reward import FakeJudge
 from rewards.serve_rm import READY_LINE
@@ -46,21 +43,7 @@ JUDGE_5XX, JUDGE_HANGS = 2, 1
 
 def build_data(out: Path) -> Path:
     """The seed prompts, each with a word limit (mixed verdicts) and a free-text constraint (the judge's)."""
-    out.mkdir(parents=True, exist_ok=True)
-    limit = {
-        "type": "rule",
-        "instruction_id": "length_constraints:number_words",
-        "kwargs": {"num_words": WORD_LIMIT_TINY, "relation": "less than"},
-    }
-    on_topic = {"type": "judge", "text": "The response stays on the topic of the task."}  # the fake judge agrees
-    rows = [
-        {"prompt": f"{p} Answer in fewer than {WORD_LIMIT_TINY} words.", "constraints": [limit, on_topic]}
-        for p in SEED_PROMPTS
-    ]
-    (out / "prompts.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    argv = ["convert", "--input", str(out / "prompts.jsonl"), "--output-dir", str(out), "--val-ratio", "0.15"]
-    assert data_prep([*argv, "--strict", "--no-progress", "--data-source", "rlmr_faults"]) == 0
-    return out
+    return sample_data.build_word_limit(out, judge_constraint=sample_data.ON_TOPIC, data_source="rlmr_faults")
 
 
 def start_rm(model_dir: Path, port: int, log_path: Path) -> tuple[subprocess.Popen, int]:

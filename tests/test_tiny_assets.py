@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_prep.cli import main as data_prep
-from recipe.rlmr.dev.sample_data import SEED_PROMPTS, build
+from recipe.rlmr.dev.sample_data import ON_TOPIC, SEED_PROMPTS, build, build_word_limit
 from recipe.rlmr.dev.tiny_assets import build_policy_model
 from rewards.spec import ConstraintSpec
 
@@ -35,3 +35,19 @@ def test_sample_data_is_valid_verl_data_with_checkable_constraints(tmp_path):
     assert all(len(ConstraintSpec.parse(r["reward_model"]["ground_truth"]).rules) == 2 for r in rows)
     build_policy_model(tmp_path / "policy")
     assert data_prep(["validate", str(out / "train.parquet"), "--tokenizer", str(tmp_path / "policy")]) == 0
+
+
+def test_judge_constraint_is_added_to_every_prompt_of_both_sets(tmp_path):
+    """``judge_constraint=`` adds the one free-text constraint to every row, and leaves the rules as they
+    were without it (the same prompts, the same split)."""
+    for name, builder in (("sample", build), ("word_limit", build_word_limit)):
+        plain = builder(tmp_path / f"{name}_plain")
+        judged = builder(tmp_path / f"{name}_judged", judge_constraint=ON_TOPIC)
+        for split in ("train.parquet", "val.parquet"):
+            before, after = pq.read_table(plain / split).to_pylist(), pq.read_table(judged / split).to_pylist()
+            assert [r["prompt"] for r in before] == [r["prompt"] for r in after] and after, (name, split)
+            for old, new in zip(before, after, strict=True):
+                old_spec = ConstraintSpec.parse(old["reward_model"]["ground_truth"])
+                new_spec = ConstraintSpec.parse(new["reward_model"]["ground_truth"])
+                assert new_spec.rules == old_spec.rules and not old_spec.judged
+                assert [c.text for c in new_spec.judged] == [ON_TOPIC]

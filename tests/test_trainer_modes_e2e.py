@@ -22,14 +22,12 @@ generated, the judge answered, and its verdicts reached the per-rule monitor.
 verl 0.9.1 pushes weights to its standalone rollout pool only through NCCL-class checkpoint engines.
 """
 
-import json
 import math
 import re
 
 import pytest
 
-from data_prep.cli import main as data_prep
-from recipe.rlmr.dev import launch
+from recipe.rlmr.dev import launch, sample_data
 from recipe.rlmr.dev.demo import read_scalars
 from recipe.rlmr.dev.ray_cluster import local_cluster
 from recipe.rlmr.dev.servers.reward import FakeJudge
@@ -38,22 +36,12 @@ pytestmark = [pytest.mark.cpu_e2e, pytest.mark.slow]
 
 MODE = "colocate_async"
 NODES = 2
-ON_TOPIC = {"type": "judge", "text": "The response stays on the topic of the task."}  # FakeJudge accepts it
 REPLICA_LINE = re.compile(r"hf rollout replica (\d+) on node (\w+) generates on")
 
 
 def sample_data_with_judge(workdir):
     """The demo's sample prompts, each with ``ON_TOPIC`` added to its rule constraints."""
-    sample = launch.build_assets(workdir, data="sample")
-    out = workdir / "data_sample_judge"
-    out.mkdir()
-    rows = [json.loads(line) for line in (sample.data / "augmented.jsonl").read_text().splitlines()]
-    for row in rows:
-        row["constraints"].append(ON_TOPIC)
-    (out / "prompts.jsonl").write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    argv = ["convert", "--input", str(out / "prompts.jsonl"), "--output-dir", str(out), "--val-ratio", "0.15"]
-    assert data_prep([*argv, "--strict", "--no-progress", "--seed", "0"]) == 0
-    return out
+    return sample_data.build(workdir / "data_sample_judge", seed=0, judge_constraint=sample_data.ON_TOPIC)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +125,7 @@ def test_the_judge_answered_every_sample_and_its_verdicts_reached_the_monitor(cl
     # every sample asks the judge (short_circuit off): at least a batch of 4 prompts x 8 samples per step
     assert cluster_runs["judged"] >= 4 * 8 * 5
     for step in range(1, 5):
-        assert before[step]["rlmr/violations/judge"] == 0, step  # FakeJudge accepts ON_TOPIC every time
+        assert before[step]["rlmr/violations/judge"] == 0, step  # FakeJudge accepts sample_data.ON_TOPIC every time
 
 
 def test_the_filter_drops_and_refills_and_no_invalid_reward_moves_an_advantage(cluster_runs):

@@ -6,6 +6,8 @@ Writes OUT_DIR/prompts.jsonl (the seed prompts), OUT_DIR/augmented.jsonl (with s
 constraints appended by ``data_prep augment``) and OUT_DIR/train.parquet, val.parquet and
 rejects.jsonl (``data_prep convert``): the same path a user's data takes.
 
+``--judge-constraint TEXT`` adds a free-text constraint (one only the judge checks) to every prompt.
+
 ``--word-limit N`` builds the other set instead: every seed prompt with the one constraint
 "fewer than N words" (IFEval's ``length_constraints:number_words``). ``WORD_LIMIT_TINY`` is the
 limit that the untrained tiny policy (``tiny_assets.build_policy_model``, 48 response tokens)
@@ -62,77 +64,72 @@ SEED_PROMPTS = [
 
 WORD_LIMIT_TINY = 16
 
+# A free-text constraint only a judge can check, which ``FakeJudge`` (and any sensible judge) accepts
+# for every on-topic answer: added with ``judge_constraint=``, it makes every sample ask the judge.
+ON_TOPIC = "The response stays on the topic of the task."
+
+
+def _with_judge_constraint(rows: list[dict], text: str | None) -> list[dict]:
+    """``rows`` with ``{"type": "judge", "text": text}`` appended to each row's constraints."""
+    if text is None:
+        return rows
+    return [{**row, "constraints": [*row.get("constraints", []), {"type": "judge", "text": text}]} for row in rows]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
 
 def build_word_limit(
-    out_dir: str | Path, num_words: int = WORD_LIMIT_TINY, seed: int = 0, categories: Sequence[str] = ()
+    out_dir: str | Path,
+    num_words: int = WORD_LIMIT_TINY,
+    seed: int = 0,
+    categories: Sequence[str] = (),
+    judge_constraint: str | None = None,
+    data_source: str = "rlmr_word_limit",
 ) -> Path:
     """Every seed prompt with one constraint: fewer than ``num_words`` words (convert's generic shape).
 
     ``categories``: when given, the i-th prompt starts with ``(Category: <categories[i % len]>)``, the
-    marker ``CategoryScaledRM`` scales its score by (the weight sweep's data)."""
+    marker ``CategoryScaledRM`` scales its score by (the weight sweep's data). ``judge_constraint``:
+    a free-text constraint added to every prompt (for example ``ON_TOPIC``), checked by the judge."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     limit = {"type": "rule", "instruction_id": "length_constraints:number_words"}
     limit["kwargs"] = {"num_words": num_words, "relation": "less than"}
+    rows = [
+        {
+            "prompt": (f"(Category: {categories[i % len(categories)]}) " if categories else "")
+            + f"{p} Answer in fewer than {num_words} words.",
+            "constraints": [limit],
+        }
+        for i, p in enumerate(SEED_PROMPTS)
+    ]
     prompts = out / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "prompt": (f"(Category: {categories[i % len(categories)]}) " if categories else "")
-                    + f"{p} Answer in fewer than {num_words} words.",
-                    "constraints": [limit],
-                },
-                ensure_ascii=False,
-            )
-            + "\n"
-            for i, p in enumerate(SEED_PROMPTS)
-        )
-    )
+    _write_jsonl(prompts, _with_judge_constraint(rows, judge_constraint))
     argv = ["convert", "--input", str(prompts), "--output-dir", str(out), "--val-ratio", "0.15"]
-    if data_prep([*argv, "--seed", str(seed), "--strict", "--no-progress", "--data-source", "rlmr_word_limit"]) != 0:
+    if data_prep([*argv, "--seed", str(seed), "--strict", "--no-progress", "--data-source", data_source]) != 0:
         raise RuntimeError("data_prep convert failed")
     return out
 
 
-def build(out_dir: str | Path, seed: int = 0, per_prompt: int = 2) -> Path:
+def build(out_dir: str | Path, seed: int = 0, per_prompt: int = 2, judge_constraint: str | None = None) -> Path:
+    """The seed prompts with ``per_prompt`` sampled rule constraints each (``data_prep augment``), plus
+    ``judge_constraint`` (a free-text constraint for the judge) on every prompt when given."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts = out / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps({"prompt": p, "data_source": "rlmr_sample"}, ensure_ascii=False) + "\n" for p in SEED_PROMPTS
-        )
-    )
+    _write_jsonl(prompts, [{"prompt": p, "data_source": "rlmr_sample"} for p in SEED_PROMPTS])
     augmented = out / "augmented.jsonl"
-    for argv in (
-        [
-            "augment",
-            "--input",
-            str(prompts),
-            "--output",
-            str(augmented),
-            "--per-prompt",
-            str(per_prompt),
-            "--seed",
-            str(seed),
-        ],
-        [
-            "convert",
-            "--input",
-            str(augmented),
-            "--output-dir",
-            str(out),
-            "--val-ratio",
-            "0.15",
-            "--seed",
-            str(seed),
-            "--strict",
-            "--no-progress",
-        ],
-    ):
-        if data_prep(argv) != 0:
-            raise RuntimeError(f"data_prep {argv[0]} failed")
+    argv = ["augment", "--input", str(prompts), "--output", str(augmented), "--per-prompt", str(per_prompt)]
+    if data_prep([*argv, "--seed", str(seed)]) != 0:
+        raise RuntimeError("data_prep augment failed")
+    if judge_constraint is not None:
+        rows = [json.loads(line) for line in augmented.read_text().splitlines() if line.strip()]
+        _write_jsonl(augmented, _with_judge_constraint(rows, judge_constraint))
+    argv = ["convert", "--input", str(augmented), "--output-dir", str(out), "--val-ratio", "0.15"]
+    if data_prep([*argv, "--seed", str(seed), "--strict", "--no-progress"]) != 0:
+        raise RuntimeError("data_prep convert failed")
     return out
 
 
@@ -142,11 +139,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-prompt", type=int, default=2)
     parser.add_argument("--word-limit", type=int, default=None, help="build the word-limit set with this limit")
+    parser.add_argument(
+        "--judge-constraint",
+        default=None,
+        metavar="TEXT",
+        help=f"add this free-text constraint (checked by the judge) to every prompt, e.g. {ON_TOPIC!r}",
+    )
     args = parser.parse_args()
     if args.word_limit is not None:
-        build_word_limit(args.out_dir, args.word_limit, args.seed)
+        build_word_limit(args.out_dir, args.word_limit, args.seed, judge_constraint=args.judge_constraint)
     else:
-        build(args.out_dir, args.seed, args.per_prompt)
+        build(args.out_dir, args.seed, args.per_prompt, judge_constraint=args.judge_constraint)
 
 
 if __name__ == "__main__":
