@@ -257,43 +257,11 @@ def test_augment_cli_feeds_convert(tmp_path):
         tmp_path / "plain.jsonl", [{"prompt": f"Write a story about a {w}."} for w in ("fox", "kite", "lamp")]
     )
     out = tmp_path / "aug.jsonl"
-    assert (
-        main(
-            [
-                "augment",
-                "--input",
-                plain,
-                "--output",
-                str(out),
-                "--per-prompt",
-                "2",
-                "--seed",
-                "7",
-                "--kinds",
-                "title,max_words,no_comma",
-            ]
-        )
-        == 0
-    )
+    argv = ["augment", "--input", plain, "--output", str(out), "--per-prompt", "2", "--seed", "7"]
+    argv += ["--kinds", "title,max_words,no_comma"]
+    assert main(argv) == 0
     first = out.read_text()
-    assert (
-        main(
-            [
-                "augment",
-                "--input",
-                plain,
-                "--output",
-                str(out),
-                "--per-prompt",
-                "2",
-                "--seed",
-                "7",
-                "--kinds",
-                "title,max_words,no_comma",
-            ]
-        )
-        == 0
-    )
+    assert main(argv) == 0
     assert out.read_text() == first  # same seed, same output
     rows = [json.loads(line) for line in first.splitlines()]
     assert all(
