@@ -273,7 +273,8 @@ E2E_ARMS, E2E_SEEDS, E2E_STEPS = ["writing_only", "rlmr"], [0], 2
 @pytest.mark.slow
 def test_harness_end_to_end_with_the_tiny_policy(tmp_path):
     """2 arms x 2 steps of real training: one CSV row per arm and step, the composed configs differ in
-    the mode only, the summary's figures are the CSV's, the PNG is a real image, progress lines per step."""
+    the mode only, the summary's figures are the CSV's, the PNG is a real image, progress lines per step;
+    then ``--resume`` takes rlmr one step further from its step-2 checkpoint (``--save-freq 1``)."""
     workdir = tmp_path / "exp"
     result = subprocess.run(
         [
@@ -292,6 +293,8 @@ def test_harness_end_to_end_with_the_tiny_policy(tmp_path):
             "4",
             "--timeout-s",
             "600",
+            "--save-freq",
+            "1",
         ],
         capture_output=True,
         text=True,
@@ -344,6 +347,22 @@ def test_harness_end_to_end_with_the_tiny_policy(tmp_path):
     assert "untrained policy broke the limit in" in out
     assert set(aggregate.arms_in(rows)) == set(E2E_ARMS)
     assert Path(workdir / "runs" / "rlmr_seed0" / "trainer.log").exists()
+
+    # --resume: one more step for rlmr, from the checkpoint of step 2 (verl's own resume), steps 1-2 kept
+    command = [sys.executable, "-m", "recipe.rlmr.experiment", "--workdir", str(workdir), "--arms", "rlmr"]
+    command += ["--seeds", "0", "--steps", str(E2E_STEPS + 1), "--samples", "4", "--save-freq", "1", "--resume"]
+    resumed = subprocess.run([*command, "--timeout-s", "600"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    assert f"resuming from the checkpoint of step {E2E_STEPS}" in resumed.stdout
+    assert f"step {E2E_STEPS + 1}/{E2E_STEPS + 1}:" in resumed.stdout and "step 1/" not in resumed.stdout
+    run_dir = workdir / "runs" / "rlmr_seed0"
+    checkpoint = run_dir / "checkpoints" / f"global_step_{E2E_STEPS}"
+    assert f"Resuming from {checkpoint}, setting global step to {E2E_STEPS}" in (run_dir / "trainer.log").read_text()
+    assert (run_dir / "trainer.log.1").exists()  # the first segment's log, kept
+    after = read_csv(workdir / "metrics.csv")
+    assert [r["step"] for r in after] == list(range(1, E2E_STEPS + 2))
+    before = [r for r in rows if r["arm"] == "rlmr"]
+    assert after[:E2E_STEPS] == before  # what the first segment logged, unchanged
 
 
 SWEEP_ARMS_E2E = ["fixed_weight@10", "rlmr"]
@@ -418,3 +437,96 @@ def test_cluster_launch_joins_without_resource_counts_and_carries_string_env_var
     assert all(isinstance(value, str) for value in carried.values())
     with pytest.raises(ValueError, match="ray_address"):
         launch.device_overrides("cpu", nnodes=2)
+
+
+def _trainer_standing_in_for_verl(calls: list[dict]):
+    """A ``launch.run`` that does what the CLI relies on verl for, from the overrides it gets: log steps
+    (tensorboard and console), write verl's checkpoint record every ``save_freq`` steps, and with
+    ``resume_mode=auto`` start after the recorded step. Each step's word count is 10 * step + segment,
+    so a step's value tells which segment logged it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    def run(workdir, steps, extra, log_path, **_):
+        options = dict(item.split("=", 1) for item in extra)
+        record = Path(workdir) / "checkpoints" / "latest_checkpointed_iteration.txt"
+        start = int(record.read_text()) if options.get("trainer.resume_mode") == "auto" and record.exists() else 0
+        calls.append({"start": start, "steps": steps, "log_existed": Path(log_path).exists()})
+        save_freq = int(options.get("trainer.save_freq", "-1"))
+        writer = SummaryWriter(str(Path(workdir) / "tensorboard"))
+        with open(log_path, "w") as log:
+            for step in range(start + 1, steps + 1):
+                words = 10.0 * step + len(calls)
+                writer.add_scalar(WORDS, words, step)
+                log.write(f"step:{step} - {WORDS}:{words}\n")
+                if save_freq > 0 and step % save_freq == 0:
+                    record.parent.mkdir(parents=True, exist_ok=True)
+                    record.write_text(str(step))
+        writer.close()
+        return subprocess.CompletedProcess([], 0)
+
+    return run
+
+
+def test_resume_continues_from_the_checkpoint_and_keeps_what_was_logged(tmp_path, monkeypatch, capsys):
+    """``--save-freq``/``--resume`` orchestration (verl's resume itself: the slow end to end): a run cut at
+    step 2 continues from its checkpoint to step 3, the steps logged before stay in the CSV, the earlier
+    log is kept, wall time adds up; a run that has all its steps is not trained again; a run without a
+    checkpoint starts over."""
+    from recipe.rlmr.dev import launch
+    from recipe.rlmr.experiment import cli
+
+    calls: list[dict] = []
+    monkeypatch.setattr(launch, "run", _trainer_standing_in_for_verl(calls))
+    common = ["--workdir", str(tmp_path), "--arms", "rlmr", "--seeds", "0", "--save-freq", "1"]
+    run_dir = tmp_path / "runs" / "rlmr_seed0"
+
+    assert cli.main([*common, "--steps", "2"]) == 0
+    assert calls == [{"start": 0, "steps": 2, "log_existed": False}]
+    first_wall = float((run_dir / "wall_s.txt").read_text())
+
+    assert cli.main([*common, "--steps", "3", "--resume"]) == 0
+    assert calls[-1] == {"start": 2, "steps": 3, "log_existed": False}  # the old log moved aside first
+    out = capsys.readouterr().out
+    assert "resuming from the checkpoint of step 2" in out and "step 3/3" in out and "step 1/3" not in out
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [(r["step"], r[WORDS]) for r in rows] == [(1, 11.0), (2, 21.0), (3, 32.0)]
+    assert (run_dir / "trainer.log.1").read_text().startswith("step:1 ")
+    assert float((run_dir / "wall_s.txt").read_text()) >= first_wall
+
+    assert cli.main([*common, "--steps", "3", "--resume"]) == 0
+    assert len(calls) == 2  # nothing left to train
+    assert "already has its 3 steps" in capsys.readouterr().out
+    assert [r["step"] for r in read_csv(tmp_path / "metrics.csv")] == [1, 2, 3]
+
+    (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").unlink()
+    assert cli.main([*common, "--steps", "4", "--resume"]) == 0
+    assert calls[-1]["start"] == 0 and "no checkpoint" in capsys.readouterr().out
+    assert [(r["step"], r[WORDS]) for r in read_csv(tmp_path / "metrics.csv")] == [
+        (s, 10.0 * s + 3) for s in (1, 2, 3, 4)
+    ]
+
+
+def test_resume_options_are_checked():
+    from recipe.rlmr.experiment import cli
+
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--workdir", "x", "--resume", "--report-only"])
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--workdir", "x", "--save-freq", "-1"])
+    plan = Plan(Path("w"), POLICIES["tiny"], ["rlmr"], [0], 2, save_freq=5, resume=True)
+    overrides = plan.arm_overrides("rlmr", 0)
+    assert {"trainer.save_freq=5", "trainer.max_actor_ckpt_to_keep=1", "trainer.resume_mode=auto"} <= set(overrides)
+    assert not any(
+        o.startswith(("trainer.save_freq", "trainer.resume_mode"))
+        for o in Plan(Path("w"), POLICIES["tiny"], ["rlmr"], [0], 2).arm_overrides("rlmr", 0)
+    )
+
+
+def test_a_garbled_checkpoint_record_is_a_clear_error(tmp_path):
+    from recipe.rlmr.experiment.runner import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("step five\n")
+    with pytest.raises(ValueError, match="latest_checkpointed_iteration.txt: expected a step number"):
+        latest_checkpoint(tmp_path)

@@ -27,12 +27,12 @@ from pathlib import Path
 from recipe.rlmr.experiment.aggregate import run_rows, untrained_violation_rate
 from recipe.rlmr.experiment.policies import POLICIES
 from recipe.rlmr.experiment.report import plot, summary_markdown, write_csv
-from recipe.rlmr.experiment.runner import Plan, arm_mode, run_one
+from recipe.rlmr.experiment.runner import Plan, arm_mode, latest_checkpoint, run_one
 from recipe.rlmr.experiment.sweep import SWEEP_ARMS, SWEEP_STEPS, write_sweep
 from recipe.rlmr.schema import MODES
 
 DEFAULT_ARMS = "writing_only,fixed_weight,rlmr"
-WALL_TIME_FILE = "wall_s.txt"  # a finished run's wall time, for --report-only
+WALL_TIME_FILE = "wall_s.txt"  # a run's wall time, all its segments (--resume) summed, for --report-only
 
 
 def _csv_list(text: str, cast=str) -> list:
@@ -90,6 +90,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--lr", type=float, help="actor learning rate")
     parser.add_argument("--timeout-s", type=float, default=None, help="give up on a run after this many seconds")
     parser.add_argument(
+        "--save-freq",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save a checkpoint every N steps (only the newest is kept), so --resume can continue a run cut short",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each run from its newest checkpoint (one without starts over; one with all --steps "
+        "logged is kept as it is); what a run logged before the checkpoint stays in the outputs",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: rebuild the outputs from the runs already in the workdir (e.g. a run cut short)",
@@ -103,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.steps = SWEEP_STEPS if sweep else 20
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.save_freq < 0:
+        parser.error("--save-freq must be 0 (no checkpoints) or more")
+    if args.resume and args.report_only:
+        parser.error("--resume trains; --report-only trains nothing: choose one")
     return args
 
 
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         workdir, policy, args.arms, args.seeds, args.steps, args.device, policy_path, args.overrides, args.timeout_s
     )
+    plan = replace(plan, save_freq=args.save_freq, resume=args.resume)
     if sweep:
         plan = replace(plan, data="word_limit_categories", reward_model="scaled", dump_rollouts=True)
     finished_runs: list[tuple[str, int, Path]] = []
@@ -174,25 +192,38 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for arm in args.arms:
             run_dir = plan.run_dir(arm, seed)
-            if args.report_only:
+            logged = read_scalars(run_dir / "tensorboard") if (args.report_only or args.resume) else {}
+            if args.report_only or (args.resume and max(logged, default=0) >= args.steps):
                 if not run_dir.is_dir():
                     print(f"[{arm} seed {seed}] no run in {run_dir}; left out", file=sys.stderr)
                     continue
+                if args.resume:
+                    print(f"[{arm} seed {seed}] already has its {args.steps} steps; kept as it is", flush=True)
                 wall_file = run_dir / WALL_TIME_FILE
                 if wall_file.exists():
                     wall_s.setdefault(arm, []).append(float(wall_file.read_text()))
-                rows.extend(run_rows(arm, seed, read_scalars(run_dir / "tensorboard")))
+                rows.extend(run_rows(arm, seed, logged))
                 finished_runs.append((arm, seed, run_dir))
                 continue
-            print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
+            checkpoint = latest_checkpoint(run_dir) if args.resume else None
+            if checkpoint is not None:
+                print(f"[{arm} seed {seed}] resuming from the checkpoint of step {checkpoint} ...", flush=True)
+                wall_file = run_dir / WALL_TIME_FILE
+                earlier_s = float(wall_file.read_text()) if wall_file.exists() else 0.0
+            else:
+                if args.resume:
+                    print(f"[{arm} seed {seed}] no checkpoint in {run_dir}: starting over", flush=True)
+                print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
+                earlier_s = 0.0
             result = run_one(plan, arm, seed, _progress(arm, seed, args.steps))
+            result.wall_s += earlier_s
+            (run_dir / WALL_TIME_FILE).write_text(f"{result.wall_s:.1f}\n")  # a failed run's too, for --resume
             if result.returncode != 0:
                 tail = (result.workdir / "trainer.log").read_text(errors="replace").splitlines()[-30:]
                 print("\n".join(tail), file=sys.stderr)
                 print(f"[{arm} seed {seed}] the trainer failed (exit {result.returncode}): {result.workdir}")
                 failed.append((arm, seed))
                 continue
-            (run_dir / WALL_TIME_FILE).write_text(f"{result.wall_s:.1f}\n")
             mine = run_rows(arm, seed, read_scalars(result.workdir / "tensorboard"))
             rows.extend(mine)
             finished_runs.append((arm, seed, run_dir))

@@ -19,6 +19,9 @@ from pathlib import Path
 from recipe.rlmr.experiment.policies import Policy
 
 STEP_LINE = re.compile(r"step:(\d+) - (.*)$")
+CHECKPOINTS = "checkpoints"  # under a run's folder (the launcher's trainer.default_local_dir)
+# verl writes the step of the newest complete checkpoint here
+LATEST_CHECKPOINT = "latest_checkpointed_iteration.txt"
 
 
 def arm_mode(arm: str) -> tuple[str, float | None]:
@@ -61,6 +64,8 @@ class Plan:
     data: str = "word_limit"  # launch.DATA_SETS
     reward_model: str = "length"  # launch.REWARD_MODELS
     dump_rollouts: bool = False  # each step's responses and rewards as runs/<run>/rollouts/<step>.jsonl
+    save_freq: int = 0  # a checkpoint every N steps (only the newest kept); 0: none
+    resume: bool = False  # continue each run from its newest checkpoint, keeping what it logged before
 
     def run_dir(self, arm: str, seed: int) -> Path:
         return self.workdir / "runs" / f"{arm_slug(arm)}_seed{seed}"
@@ -74,6 +79,8 @@ class Plan:
             f"algorithm.rlmr.mode={mode}",
             *([f"algorithm.rlmr.fixed_weight={weight:g}"] if weight is not None else []),
             *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if self.dump_rollouts else []),
+            *([f"trainer.save_freq={self.save_freq}", "trainer.max_actor_ckpt_to_keep=1"] if self.save_freq else []),
+            *(["trainer.resume_mode=auto"] if self.resume else []),
             "algorithm.filter_groups.enable=false",
             # one update per step, so the rollout's own log-probs are the old ones (measured: ppo_kl ~1e-9
             # with the fp32 actor); verl's bypass mode skips the actor's recomputation of them
@@ -85,6 +92,17 @@ class Plan:
             f"hydra.run.dir={run_dir / 'hydra'}",  # the composed config lands in hydra/.hydra/config.yaml
             *self.overrides,
         ]
+
+
+def latest_checkpoint(run_dir: Path) -> int | None:
+    """The step of the run's newest complete checkpoint (verl's own record of it), or None."""
+    record = run_dir / CHECKPOINTS / LATEST_CHECKPOINT
+    if not record.exists():
+        return None
+    text = record.read_text().strip()
+    if not text.isdigit():
+        raise ValueError(f"{record}: expected a step number, found {text!r}")
+    return int(text)
 
 
 def parse_step_line(line: str) -> tuple[int, dict[str, float]] | None:
@@ -145,11 +163,18 @@ def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, f
 
     run_dir = plan.run_dir(arm, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*(run_dir / "tensorboard").glob("events.out.tfevents.*"), *(run_dir / "rollouts").glob("*.jsonl")]:
-        stale.unlink()  # a rerun's figures show this run only
     log_path = run_dir / "trainer.log"
-    if log_path.exists():
-        log_path.unlink()
+    if plan.resume and latest_checkpoint(run_dir) is not None:
+        # the steps before the checkpoint stay in their event files (a repeated step: the newer value wins,
+        # demo.read_scalars); the earlier log is kept beside the new one as trainer.log.1, .2, ...
+        if log_path.exists():
+            log_path.rename(run_dir / f"trainer.log.{len(list(run_dir.glob('trainer.log.*'))) + 1}")
+    else:
+        stale = [*(run_dir / "tensorboard").glob("events.out.tfevents.*"), *(run_dir / "rollouts").glob("*.jsonl")]
+        for path in stale:
+            path.unlink()  # a rerun's figures show this run only
+        if log_path.exists():
+            log_path.unlink()
     follower = LogFollower(log_path, on_step)
     follower.start()
     started = time.monotonic()
