@@ -34,14 +34,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
-import recipe.rlmr
 from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.base import READY_LINE, announced_server
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
+from recipe.rlmr.dry_run import compose_recipe
 from rewards.reward_info import REWARD_ERROR, REWARD_VALID, WRITING_SCORE
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 
@@ -161,8 +160,7 @@ def run(steps: int, batch: int, fault_scale: float, rss_bound_mib: float, seed: 
             f"reward.rlmr.judge.max_concurrency={JUDGE_CONCURRENCY}",
         ]
         overrides += [f"reward.rlmr.{backend}.{h}" for backend in ("writing_rm", "judge") for h in http]
-        with initialize_config_dir(config_dir=str(Path(recipe.rlmr.__file__).parent / "config"), version_base=None):
-            config = compose(config_name="rlmr_trainer", overrides=overrides)
+        config = compose_recipe(overrides)
         manager = load_reward_manager(config, tokenizer)
         loop = manager.loop
         sockets_before = open_sockets()  # the event loop's own self-pipe included, no connection yet

@@ -26,15 +26,14 @@ import time
 from pathlib import Path
 
 import requests
-from hydra import compose, initialize_config_dir
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
 
-import recipe.rlmr
 from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.base import announced_server
 from recipe.rlmr.dev.servers.reward import READY_LINE as FAKE_READY_LINE
 from recipe.rlmr.dev.tiny_assets import build_tokenizer
+from recipe.rlmr.dry_run import compose_recipe
 from rewards.reward_info import CONSTRAINTS_OK, REWARD_VALID
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
 
@@ -67,12 +66,6 @@ def server_process(kind: str, service_ms: float, slots: int):
     command = [sys.executable, "-m", "recipe.rlmr.dev.servers.reward", kind, "--service-ms", str(service_ms)]
     with announced_server(command + ["--slots", str(slots)], FAKE_READY_LINE) as port:
         yield f"http://127.0.0.1:{port}"
-
-
-def compose_config(overrides: list[str]):
-    config_dir = str(Path(recipe.rlmr.__file__).parent / "config")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        return compose(config_name="rlmr_trainer", overrides=overrides)
 
 
 def requests_served(url: str) -> int:
@@ -115,7 +108,7 @@ def main() -> None:
             "reward.rlmr.judge.model=bench-judge",
             f"reward.rlmr.judge.max_concurrency={int(args.judge_slots * args.client_overcommit)}",
         ]
-        manager = load_reward_manager(compose_config(overrides), tokenizer)
+        manager = load_reward_manager(compose_recipe(overrides), tokenizer)
         loop = manager.loop
 
         async def concurrent():
@@ -132,7 +125,7 @@ def main() -> None:
         assert all(r["reward_extra_info"][CONSTRAINTS_OK] == 1 for r in results)
 
         # Baseline: the same manager, but each sample waits for its RM score before its verdict.
-        sequential = load_reward_manager(compose_config(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer)
+        sequential = load_reward_manager(compose_recipe(overrides + ["reward.rlmr.overlap_backends=false"]), tokenizer)
 
         async def baseline():
             return await asyncio.gather(*(sequential.run_single(row) for row in rows))

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
@@ -18,6 +17,7 @@ from verl.utils.config import validate_config
 import recipe.rlmr
 from recipe.rlmr import dry_run
 from recipe.rlmr.dev import gen_docs
+from recipe.rlmr.dry_run import compose_recipe
 from recipe.rlmr.schema import ConfigError, RLMRConfig, check_sections
 from rewards import reward_info
 from rewards.config import RewardConfig
@@ -39,8 +39,7 @@ USER_KEYS = [
 
 
 def compose_rlmr(overrides=()):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="rlmr_trainer", overrides=list(overrides))
+    return compose_recipe(list(overrides))
 
 
 def validate(config):

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
 from data_prep.dedup import NearDuplicateIndex, jaccard, shingles
+from recipe.rlmr.dry_run import compose_recipe
 
 CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
 
@@ -184,9 +184,8 @@ def test_main_rlmr_refuses_a_bad_key_before_ray_starts(monkeypatch):
     monkeypatch.setattr(ray, "init", not_yet)
     monkeypatch.setattr(verl.trainer.main_ppo, "run_ppo", not_yet)
     monkeypatch.setattr("rewards.preflight.preflight", not_yet)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        good = compose(config_name="rlmr_trainer", overrides=VERL_VALID)  # verl's own validate_config passes
-        bad = compose(config_name="rlmr_trainer", overrides=VERL_VALID + ["algorithm.rlmr.mode=vibes"])
+    good = compose_recipe(VERL_VALID)  # verl's own validate_config passes
+    bad = compose_recipe(VERL_VALID + ["algorithm.rlmr.mode=vibes"])
     with pytest.raises(ConfigError, match="algorithm.rlmr.mode"):
         main_rlmr.main.__wrapped__(bad)
 

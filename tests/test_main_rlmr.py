@@ -6,17 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
+from recipe.rlmr.dry_run import compose_recipe
 from recipe.rlmr.main_rlmr import validate_rlmr_config
 
 CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return compose(config_name="rlmr_trainer", overrides=list(overrides))
+    return compose_recipe(list(overrides))
 
 
 def test_entry_point_prints_the_composed_rlmr_config(tmp_path):

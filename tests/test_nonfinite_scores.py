@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from transformers import AutoModelForSequenceClassification
 
 import recipe.rlmr
 from recipe.rlmr.dev.servers.base import serve_in_subprocess
 from recipe.rlmr.dev.servers.faulty import NON_FINITE, FaultyJudge, FaultyRM
+from recipe.rlmr.dry_run import compose_recipe
 from rewards.config import JudgeConfig, WritingRMConfig
 from rewards.http import HTTPCallError, loads_finite
 from rewards.judge import ConstraintJudge, parse_verdict
@@ -138,8 +138,7 @@ def rm_config(rm_url, rm_dir, judge_url):
         "reward.rlmr.judge.model=judge-model",
         "reward.rlmr.preflight.timeout_s=20",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="rlmr_trainer", overrides=overrides)
+    return compose_recipe(overrides)
 
 
 def test_preflight_refuses_an_rm_answering_nan(rm_dir):

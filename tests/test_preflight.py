@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 import recipe.rlmr
 from recipe.rlmr.dev.servers.reward import FakeJudge, FakeRM
+from recipe.rlmr.dry_run import compose_recipe
 from recipe.rlmr.preflight import main
 from rewards.preflight import PreflightError, preflight
 
@@ -35,8 +35,7 @@ def config_for(rm_url, rm_dir, judge_url=None, *extra, rm_model="tiny-rm"):
     ]
     if judge_url:
         overrides.append(f"reward.rlmr.judge.url={judge_url}")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="rlmr_trainer", overrides=overrides + list(extra))
+    return compose_recipe(overrides + list(extra))
 
 
 def failure(config) -> str:
@@ -142,8 +141,7 @@ def test_the_key_turns_it_off(rm_dir, judge, closed_port):
 
 
 def test_no_judge_and_a_verl_served_rm_are_skipped_with_a_note(judge):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        config = compose(config_name="rlmr_trainer", overrides=["reward.reward_model.enable=true"])
+    config = compose_recipe(["reward.reward_model.enable=true"])
     results = preflight(config, log=None)
     assert [r.status for r in results] == ["skipped", "skipped"]
     assert "served by verl" in results[0].endpoint and "not probed" in results[0].detail
@@ -151,8 +149,7 @@ def test_no_judge_and_a_verl_served_rm_are_skipped_with_a_note(judge):
 
 
 def test_no_writing_rm_at_all_fails():
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        config = compose(config_name="rlmr_trainer")
+    config = compose_recipe([])
     assert "reward.rlmr.writing_rm.url" in failure(config)
 
 

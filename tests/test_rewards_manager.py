@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from verl.trainer.ppo.reward import load_reward_manager
 
 import recipe.rlmr
 from recipe.rlmr.dev.reward_rows import trajectory_row
 from recipe.rlmr.dev.servers.reward import FakeJudge
+from recipe.rlmr.dry_run import compose_recipe
 from recipe.rlmr.verdicts import rlmr_estimator, supply_verdicts, verdicts_from_extra_infos
 from rewards.reward_info import KEYS as EXTRA_INFO_KEYS
 from rewards.spec import ConstraintSpec, JudgeConstraint, RuleConstraint
@@ -40,8 +40,7 @@ def manager_for(rm_server, rm_dir, judge_url=None, raw=(), **rlmr_overrides):
     if judge_url:
         overrides.append(f"reward.rlmr.judge.url={judge_url}")
     overrides += [f"reward.rlmr.{key}={value}" for key, value in rlmr_overrides.items()] + list(raw)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        config = compose(config_name="rlmr_trainer", overrides=overrides)
+    config = compose_recipe(overrides)
     from transformers import AutoTokenizer
 
     policy_tokenizer = AutoTokenizer.from_pretrained(str(rm_dir))
@@ -216,8 +215,7 @@ def test_reward_model_served_by_verl_is_reached_through_the_router_address(rm_se
         f"reward.rlmr.judge.url={judge.url}",
         "reward.rlmr.judge.model=judge",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        config = compose(config_name="rlmr_trainer", overrides=overrides)
+    config = compose_recipe(overrides)
     tokenizer = AutoTokenizer.from_pretrained(str(rm_dir))
     manager = load_reward_manager(
         config, tokenizer, reward_router_address=rm_server_by_path, reward_model_tokenizer=tokenizer
