@@ -123,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _recorded_wall_s(run_dir: Path) -> float | None:
+    """The run's wall time as recorded in ``WALL_TIME_FILE`` (all its segments), None if never recorded."""
+    wall_file = run_dir / WALL_TIME_FILE
+    return float(wall_file.read_text()) if wall_file.exists() else None
+
+
 def _policy(args: argparse.Namespace):
     policy = POLICIES[args.policy]
     changes = {
@@ -199,23 +205,22 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if args.resume:
                     print(f"[{arm} seed {seed}] already has its {args.steps} steps; kept as it is", flush=True)
-                wall_file = run_dir / WALL_TIME_FILE
-                if wall_file.exists():
-                    wall_s.setdefault(arm, []).append(float(wall_file.read_text()))
+                recorded_s = _recorded_wall_s(run_dir)
+                if recorded_s is not None:
+                    wall_s.setdefault(arm, []).append(recorded_s)
                 rows.extend(run_rows(arm, seed, logged))
                 finished_runs.append((arm, seed, run_dir))
                 continue
             checkpoint = latest_checkpoint(run_dir) if args.resume else None
             if checkpoint is not None:
                 print(f"[{arm} seed {seed}] resuming from the checkpoint of step {checkpoint} ...", flush=True)
-                wall_file = run_dir / WALL_TIME_FILE
-                earlier_s = float(wall_file.read_text()) if wall_file.exists() else 0.0
+                earlier_s = _recorded_wall_s(run_dir) or 0.0
             else:
                 if args.resume:
                     print(f"[{arm} seed {seed}] no checkpoint in {run_dir}: starting over", flush=True)
                 print(f"[{arm} seed {seed}] starting (about a minute of start-up before step 1) ...", flush=True)
                 earlier_s = 0.0
-            result = run_one(plan, arm, seed, _progress(arm, seed, args.steps))
+            result = run_one(plan, arm, seed, _progress(arm, seed, args.steps), continuing=checkpoint is not None)
             result.wall_s += earlier_s
             (run_dir / WALL_TIME_FILE).write_text(f"{result.wall_s:.1f}\n")  # a failed run's too, for --resume
             if result.returncode != 0:

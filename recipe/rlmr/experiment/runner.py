@@ -157,14 +157,19 @@ class LogFollower(threading.Thread):
                 finishing = self._done.wait(self.poll_s)
 
 
-def run_one(plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, float]], None]) -> RunResult:
-    """Train one arm with one seed; its logs, tensorboard and composed config under ``plan.run_dir``."""
+def run_one(
+    plan: Plan, arm: str, seed: int, on_step: Callable[[int, dict[str, float]], None], continuing: bool = False
+) -> RunResult:
+    """Train one arm with one seed; its logs, tensorboard and composed config under ``plan.run_dir``.
+
+    ``continuing``: the run resumes from its checkpoint (``latest_checkpoint``), so what it logged
+    before stays; otherwise it starts over and the folder's earlier figures and log go."""
     from recipe.rlmr.dev import launch
 
     run_dir = plan.run_dir(arm, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "trainer.log"
-    if plan.resume and latest_checkpoint(run_dir) is not None:
+    if continuing:
         # the steps before the checkpoint stay in their event files (a repeated step: the newer value wins,
         # demo.read_scalars); the earlier log is kept beside the new one as trainer.log.1, .2, ...
         if log_path.exists():
