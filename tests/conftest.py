@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny reward model built on the spot, `rewards.serve_rm` serving it, and a
 private Ray + TransferQueue."""
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 
@@ -11,6 +13,26 @@ import pytest
 from recipe.rlmr.dev.servers.base import free_port
 from recipe.rlmr.dev.servers.base import serve_in_subprocess as serve_rm
 from recipe.rlmr.dev.tiny_assets import build_reward_model
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a script that is no package module (``benchmarks/*.py``) from its path: ``load_script(path)``.
+    It stays in ``sys.modules`` under its file's stem while the session runs (dataclasses look their
+    module up there)."""
+    loaded = []
+
+    def load(path):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        loaded.append(spec.name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="session")

@@ -59,13 +59,8 @@ RM_TRAINING_JSON = {
 
 
 @pytest.fixture(scope="module")
-def gc():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("gpu_check", None)
+def gc(load_script):
+    return load_script(SCRIPT)
 
 
 def _flag_names(source: Path) -> set[str]:

@@ -2,7 +2,6 @@
 the free reward's key set, the judged data set, and the report computed from known numbers."""
 
 import asyncio
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -15,11 +14,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "reward_overhea
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("reward_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script(SCRIPT)
 
 
 def test_arguments(bench):

@@ -3,7 +3,6 @@ process) for 2 steps x 32 trajectories, with the faults scaled up so every kind 
 full-size soak must pass (one result per trajectory and its own, no task, connection or socket left,
 RSS within its bound), and a leak the soak is meant to catch makes it fail."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "reward_soak.py
 
 
 @pytest.fixture(scope="module")
-def soak():
-    spec = importlib.util.spec_from_file_location("reward_soak", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def soak(load_script):
+    return load_script(SCRIPT)
 
 
 def test_tiny_soak_passes_its_checks(soak, capsys):

@@ -1,7 +1,6 @@
 """benchmarks/rollout_pairing.py at a tiny size: it drives the real ``HFRolloutServer`` four ways and
 reports what differs; with every request alone (``max_num_seqs`` 1) the order cannot matter."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -13,11 +12,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "rollout_pairin
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("rollout_pairing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script(SCRIPT)
 
 
 def test_tiny_pairing_report(bench, tmp_path, capsys):
