@@ -50,6 +50,7 @@ def main() -> None:
     from verl.workers.config import RolloutConfig
 
     from recipe.rlmr.dev import smollm2
+    from recipe.rlmr.dev.reward_rows import chat_prompt_ids
     from recipe.rlmr.rollout.hf import HFRolloutServer
 
     target = Path(args.workdir) / "smollm2"
@@ -63,13 +64,8 @@ def main() -> None:
     print(f"load + greedy chat reply: {time.perf_counter() - started:.1f} s -> {reply!r}")
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    prompts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": INSTRUCTIONS[i % len(INSTRUCTIONS)]}], add_generation_prompt=True
-        )
-        for i in range(args.prompts)
-    ]
-    prompts = [list(p["input_ids"]) if hasattr(p, "keys") else list(p) for p in prompts]
+    messages = [[{"role": "user", "content": INSTRUCTIONS[i % len(INSTRUCTIONS)]}] for i in range(args.prompts)]
+    prompts = [chat_prompt_ids(tokenizer, chat) for chat in messages]
     config = RolloutConfig(
         name="hf",
         prompt_length=max(map(len, prompts)),
