@@ -142,8 +142,11 @@ def placeholder_wheel(folder: Path, name: str, version: str) -> Path:
 def resolve(project: Path, stack: Stack, find_links: Path, report: Path) -> tuple[subprocess.CompletedProcess, str]:
     """Resolve ``stack`` (nothing installed). Returns pip's or uv's process and the command, for the log."""
     spec = f"{project}[{','.join(stack.extras)}]"
-    extra_reqs = verl_extra_requirements(stack.verl_extra, stack.skip) if stack.verl_extra else []
-    extra_reqs = [req for req in extra_reqs if not any(_same_name(req, add) for add in stack.adds)] + list(stack.adds)
+    from packaging.requirements import Requirement
+
+    replaced = tuple(Requirement(add).name for add in stack.adds)  # verl's own line for these is dropped
+    extra_reqs = verl_extra_requirements(stack.verl_extra, stack.skip + replaced) if stack.verl_extra else []
+    extra_reqs += stack.adds
     env = dict(os.environ)
     env.pop("PIP_FIND_LINKS", None)  # the local CPU torch wheel must not stand in for the cluster's
     if stack.overrides or stack.python:
@@ -171,13 +174,6 @@ def resolve(project: Path, stack: Stack, find_links: Path, report: Path) -> tupl
     ]  # fmt: skip
     env["PIP_CONSTRAINT"] = ""  # lift this machine's global torch cap (/etc/xdg/pip): the GPU stacks pin 2.11.0
     return subprocess.run(cmd, env=env, capture_output=True, text=True), " ".join(cmd)
-
-
-def _same_name(a: str, b: str) -> bool:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(Requirement(a).name) == canonicalize_name(Requirement(b).name)
 
 
 def failure_lines(output: str, keep: int = 25) -> list[str]:
