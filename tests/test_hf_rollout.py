@@ -566,7 +566,7 @@ def test_seeded_sampling_ignores_order_and_batching_and_follows_seed_and_step(po
 def test_seeded_sampler_keeps_to_top_k_and_to_the_warped_distribution():
     """The sampler warps as transformers does: with top-k 2 only the two best tokens come out, in
     proportion to their renormalised probabilities at the temperature."""
-    from recipe.rlmr.rollout.hf import SeededSampler, sample_seed
+    from recipe.rlmr.rollout.sampling import SeededSampler, sample_seed
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
     sampler = SeededSampler([sample_seed(i) for i in range(4000)], temperature=0.5, top_p=1.0, top_k=2)

@@ -3,11 +3,13 @@ environment and the Hydra overrides. Used by the end-to-end test, ``make demo`` 
 ``make experiment`` (``recipe.rlmr.experiment``).
 
     python -m recipe.rlmr.dev.launch WORKDIR [--steps 3] [--entry verl|recipe] [--data sample|word_limit]
-                                     [--device cpu|cuda] [--rm tiny|length] [--policy DIR]
+                                     [--device cpu|cuda] [--rm tiny|length|scaled|RM_DIR] [--policy DIR]
                                      [--ray-address HOST:PORT --nnodes N] [overrides...]
 
 builds the tiny policy, reward model and sample data under WORKDIR, serves the reward model on
-a loopback port (``python -m rewards.serve_rm``; ``--rm length``: the scripted length-biased RM of
+a loopback port (``python -m rewards.serve_rm``, at the input length the RM was trained with, which the
+client's ``writing_rm.max_input_tokens`` is set to as well; ``--rm RM_DIR``: a trained RM folder;
+``--rm length``: the scripted length-biased RM of
 ``recipe.rlmr.dev.servers.reward``), and runs
 
     VERL_PLATFORM=cpu python -m verl.trainer.main_ppo \\
@@ -43,7 +45,25 @@ DEVICES = ("cpu", "cuda")
 # tiny: the tiny Qwen2 reward model served by rewards.serve_rm (random scores, the real serving path);
 # length: recipe.rlmr.dev.servers.reward.LengthBiasedRM, score = characters / 100 (a deliberately length-biased RM)
 # scaled: recipe.rlmr.dev.servers.reward.CategoryScaledRM, length's score x the prompt category's scale (0.2, 1, 5)
+# or a folder: a trained writing RM (rewards.train_rm's output) served by rewards.serve_rm at its trained length
 REWARD_MODELS = ("tiny", "length", "scaled")
+RM_MAX_LENGTH = 4096  # rewards.serve_rm's and train_rm's default; a trained folder records its own
+
+
+def is_rm_folder(reward_model: str | Path) -> bool:
+    """A reward model given as a folder (a trained RM) rather than one of ``REWARD_MODELS``."""
+    return str(reward_model) not in REWARD_MODELS and (Path(reward_model) / "config.json").exists()
+
+
+def rm_max_length(model_dir: str | Path) -> int:
+    """The input length a trained RM was trained at (``rm_training.json``), else serve_rm's default:
+    the trainer, the server (``--max-length``) and the client (``writing_rm.max_input_tokens``) all use it."""
+    import json
+
+    meta = Path(model_dir) / "rm_training.json"
+    if meta.is_file():
+        return int(json.loads(meta.read_text()).get("max_input_tokens") or RM_MAX_LENGTH)
+    return RM_MAX_LENGTH
 
 
 @dataclass(frozen=True)
@@ -79,16 +99,23 @@ def build_assets(
     ``word_limit`` sets N, default ``sample_data.WORD_LIMIT_TINY``, and a non-default N gets its own folder)
     or ``word_limit_categories`` (the same, each prompt marked with a ``CATEGORY_SCALES`` category).
     ``policy``: a model folder to train instead of the tiny policy (which is then not built).
+    ``data`` may also be a folder holding a prepared ``train.parquet`` and ``val.parquet`` (``data_prep
+    convert``'s output, the pipeline's prompts), used as it is.
     """
     from recipe.rlmr.dev import sample_data, tiny_assets
 
-    if data not in DATA_SETS:
-        raise ValueError(f"data must be one of {DATA_SETS}, got {data!r}")
+    prepared = data not in DATA_SETS and Path(data).is_dir()
+    if data not in DATA_SETS and not prepared:
+        raise ValueError(f"data must be one of {DATA_SETS} or a folder with train.parquet, got {data!r}")
     if word_limit is not None and data not in WORD_LIMIT_DATA:
         raise ValueError(f"word_limit={word_limit} only applies to data='word_limit', not {data!r}")
     workdir = Path(workdir)
     limit = word_limit or sample_data.WORD_LIMIT_TINY
     data_dir = workdir / (f"data_{data}" if limit == sample_data.WORD_LIMIT_TINY else f"data_{data}_{limit}")
+    if prepared:
+        data_dir = Path(data)
+        if not (data_dir / "train.parquet").exists() or not (data_dir / "val.parquet").exists():
+            raise FileNotFoundError(f"data folder {data_dir} lacks train.parquet or val.parquet (data_prep convert)")
     assets = TinyAssets(Path(policy) if policy else workdir / "policy", workdir / "reward_model", data_dir)
     if policy is None and not (assets.policy / "config.json").exists():
         tiny_assets.build_policy_model(assets.policy, seed=seed)
@@ -108,11 +135,12 @@ def build_assets(
 
 
 @contextlib.contextmanager
-def serve_reward_model(model_dir: str | Path, log_path: str | Path | None = None):
+def serve_reward_model(model_dir: str | Path, log_path: str | Path | None = None, max_length: int | None = None):
     """``python -m rewards.serve_rm`` for ``model_dir`` on a free loopback port; yields its URL."""
     from recipe.rlmr.dev.servers.base import serve_in_subprocess
 
-    with serve_in_subprocess(model_dir, served_model_name=RM_NAME, log_path=log_path) as port:
+    max_length = max_length or rm_max_length(model_dir)
+    with serve_in_subprocess(model_dir, served_model_name=RM_NAME, log_path=log_path, max_length=max_length) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -258,8 +286,9 @@ def cpu_overrides(
 ) -> list[str]:
     """Hydra overrides (on ``rlmr_trainer``) for an RLMR run with tiny assets, on the CPU backend by
     default (``device="cuda"``: verl's CUDA platform, see ``device_overrides``)."""
-    if reward_model not in REWARD_MODELS:
-        raise ValueError(f"reward_model must be one of {REWARD_MODELS}, got {reward_model!r}")
+    trained_rm = is_rm_folder(reward_model)
+    if reward_model not in REWARD_MODELS and not trained_rm:
+        raise ValueError(f"reward_model must be one of {REWARD_MODELS} or a model folder, got {reward_model!r}")
     workdir = Path(workdir)
     rollout_batch = prompts_per_step * samples_per_prompt
     num_gpus = gpus_per_node(device, num_gpus)
@@ -271,6 +300,9 @@ def cpu_overrides(
     rm_name, rm_tokenizer = (RM_NAME, assets.reward_model)
     if reward_model in ("length", "scaled"):
         rm_name, rm_tokenizer = LENGTH_RM_NAME, assets.policy
+    if trained_rm:
+        rm_tokenizer = Path(reward_model)
+    rm_length = rm_max_length(rm_tokenizer if trained_rm else assets.reward_model)
     return [
         # data: the project's sample set; prompts are a few hundred byte-level tokens at most
         f"data.train_files={assets.train_files}",
@@ -307,6 +339,7 @@ def cpu_overrides(
         f"reward.rlmr.writing_rm.url={rm_url}",
         f"reward.rlmr.writing_rm.model={rm_name}",
         f"reward.rlmr.writing_rm.tokenizer={rm_tokenizer}",
+        f"reward.rlmr.writing_rm.max_input_tokens={rm_length}",  # what the served RM takes (serve_reward_model)
         "reward.num_workers=1",
         # poll the replay buffer often, filter on or off (a CPU step is short; verl polls every 2 s)
         "algorithm.rlmr.replay_poll_interval_s=0.2",
@@ -379,6 +412,8 @@ def run(
         server = serve_length_rm()
     elif reward_model == "scaled":
         server = serve_scaled_rm()
+    elif is_rm_folder(reward_model):
+        server = serve_reward_model(reward_model, workdir / "reward_model_server.log")
     else:
         server = serve_reward_model(assets.reward_model, workdir / "reward_model_server.log")
     with server as rm_url:
@@ -416,9 +451,13 @@ def main() -> None:
     parser.add_argument("workdir")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--entry", choices=["verl", "recipe"], default="verl")
-    parser.add_argument("--data", choices=DATA_SETS, default="sample", help="which tiny data set to train on")
+    parser.add_argument(
+        "--data", default="sample", help=f"one of {DATA_SETS}, or a folder with train.parquet and val.parquet"
+    )
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="cpu: the CPU backend; cuda: verl's own")
-    parser.add_argument("--rm", choices=REWARD_MODELS, default="tiny", help="tiny: served tiny RM; length: chars/100")
+    parser.add_argument(
+        "--rm", default="tiny", help="tiny: served tiny RM; length: chars/100; scaled; or a trained RM folder"
+    )
     parser.add_argument("--policy", default=None, help="a model folder to train instead of the tiny policy")
     parser.add_argument(
         "--ray-address",

@@ -192,7 +192,7 @@ def run_one(
             log_path=log_path,
             timeout_s=plan.timeout_s,
             data=plan.data,
-            word_limit=plan.policy.word_limit,
+            word_limit=plan.policy.word_limit if plan.data in launch.WORD_LIMIT_DATA else None,
             device=plan.device,
             reward_model=plan.reward_model,
             policy=plan.policy_path,

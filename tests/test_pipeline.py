@@ -1,0 +1,103 @@
+"""``python -m recipe.rlmr.pipeline``: the fast parts (prompts, presets, stage book) and, ``slow`` + ``cpu_e2e``,
+the quick preset end to end, checking the stages' contracts (docs/pipeline.md)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipe.rlmr.pipeline.cli import StateBook
+from recipe.rlmr.pipeline.presets import PRESETS
+from recipe.rlmr.pipeline.prompts import SUBJECTS, build_prompt_sets, ifeval_rows
+from rewards.constraints import validate_kwargs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_heldout_prompts_share_no_subject_with_training_and_carry_checkable_constraints():
+    train, heldout = build_prompt_sets(200, 60, 50, seed=3)
+    subjects_in = lambda rows: {s for s in SUBJECTS for r in rows if f" about {s}." in r["prompt"]}  # noqa: E731
+    assert subjects_in(train) and subjects_in(heldout) and not subjects_in(train) & subjects_in(heldout)
+    assert len({r["prompt"] for r in train + heldout}) == 260
+    for row in ifeval_rows(train + heldout, "k"):
+        assert (
+            row["instruction_id_list"][0] == "length_constraints:number_words" and len(row["instruction_id_list"]) >= 2
+        )
+        for instruction, kwargs in zip(row["instruction_id_list"], row["kwargs"], strict=True):
+            validate_kwargs(instruction, kwargs)
+    assert build_prompt_sets(20, 5, 50, seed=3) == build_prompt_sets(20, 5, 50, seed=3)
+
+
+def test_preset_overrides_take_each_fields_type_and_refuse_unknown_fields():
+    preset = PRESETS["quick"].with_overrides(["steps=5", "lr=0.5", "arms=rlmr,gdpo"])
+    assert (preset.steps, preset.lr, preset.arms) == (5, 0.5, ("rlmr", "gdpo"))
+    with pytest.raises(ValueError, match="steps"):
+        PRESETS["quick"].with_overrides(["stepz=5"])
+
+
+def test_state_book_forgets_a_stage_and_every_later_one(tmp_path):
+    book = StateBook(tmp_path)
+    for stage, unit in (("prompts", None), ("rm", None), ("arms", "rlmr"), ("evaluate", "base")):
+        book.put(stage, unit, {"ok": 1})
+    book.forget_from("arms")
+    assert book.get("prompts") and book.get("rm")
+    assert book.get("arms", "rlmr") is None and book.get("evaluate", "base") is None
+
+
+@pytest.mark.slow
+@pytest.mark.cpu_e2e
+def test_quick_preset_end_to_end_and_resumed(tmp_path):
+    work = tmp_path / "pipeline"
+    command = [sys.executable, "-m", "recipe.rlmr.pipeline", "--workdir", str(work), "--quick"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    preset = PRESETS["quick"]
+    state = lambda name: json.loads((work / "state" / f"{name}.json").read_text())  # noqa: E731
+
+    # the learned RM beats chance on held-out referee pairs (the gate let it through)
+    assert state("rm")["heldout_accuracy"] > 0.5 and state("rm")["heldout_pairs"] > 20
+    # every arm: a float32 merged folder equal to its checkpoint, which loads and generates
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for arm in preset.arms:
+        assert state(f"merge.{arm}")["max_abs_diff_to_checkpoint"] == 0.0
+        folder = work / "merged" / arm
+        assert json.loads((folder / "config.json").read_text())["dtype"] == "float32"
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] > ids["input_ids"].shape[1]
+    # every model has every evaluation figure
+    with open(work / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["model"] for r in rows] == ["base", *preset.arms]
+    for row in rows:
+        for key in (
+            "heldout_strict",
+            "ifeval_strict",
+            "ifbench_strict",
+            "ifbench_loose",
+            "referee_score",
+            "win_rate_vs_base",
+            "mean_words",
+        ):
+            assert row[key] not in ("", None), (row["model"], key)
+    # the over-optimisation series: every arm, every step, both scores; RM accuracy on the last step's pairs
+    with open(work / "overopt.csv") as handle:
+        series = list(csv.DictReader(handle))
+    assert sorted((s["arm"], int(s["step"])) for s in series) == sorted(
+        (arm, step) for arm in preset.arms for step in range(1, preset.steps + 1)
+    )
+    assert all(rows[i + 1]["rm_accuracy_last_step"] != "" for i in range(len(preset.arms)))
+    assert (work / "summary.md").read_text().count("|") > 20 and (work / "pipeline.png").exists()
+
+    # a second run finds every stage done and redoes only the report
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    running = [line for line in again.stdout.splitlines() if line.endswith(": running")]
+    assert running == ["[pipeline] 8/8 report: running"], running
