@@ -30,6 +30,7 @@ ROOMS = (
     "recipe.rlmr.cpu",
     "recipe.rlmr.dev",
     "recipe.rlmr.experiment",
+    "recipe.rlmr.pipeline",
     "recipe.rlmr.rollout",
 )
 # The ground floor: the contracts every stage shares (docs/architecture.md).

@@ -1,6 +1,6 @@
 """``python -m recipe.rlmr.pipeline``: the paper's stages in one command, one work directory, files between them.
 
-    python -m recipe.rlmr.pipeline --workdir DIR [--quick] [--from STAGE] [--set FIELD=VALUE ...]
+    python -m recipe.rlmr.pipeline --workdir DIR [--quick] [--from STAGE] [--until STAGE] [--set FIELD=VALUE ...]
                                    [--expand-url URL --expand-model NAME]
 
 Stages, in order (``STAGES``): prompts, pairs, rm, arms, merge, evaluate, overopt, report. Each stage
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", required=True, help="every stage's files go here")
     parser.add_argument("--quick", action="store_true", help="the tiny preset (minutes); default: the full one")
     parser.add_argument("--from", dest="start", choices=STAGES, help="run this stage and every later one again")
+    parser.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--expand-url", default=None, help="an OpenAI-compatible server for self-instruct expansion")
     parser.add_argument("--expand-model", default=None, help="the model name that server serves")
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
             book.put(stage, unit, summary)
             shown = {k: v for k, v in summary.items() if not isinstance(v, (dict, list)) and k != "run_dir"}
             print(f"{label}: done in {summary['seconds']:.0f} s {shown}", flush=True)
+        if stage == args.stop:
+            print(f"[pipeline] stopped after {stage} (--until)", flush=True)
+            return 0
     print(f"[pipeline] finished in {time.monotonic() - started:.0f} s: {work / 'summary.md'}", flush=True)
     return 0
 

@@ -88,7 +88,9 @@ PRESETS = {
         rm_lr=1e-3,
         rm_batch_size=16,
         rm_max_length=256,
-        rm_min_accuracy=0.55,
+        # no gate: the tiny RM on the random policy's byte soup memorises its pairs (train accuracy ~0.75) and
+        # scored 0.47-0.57 on held-out ones in five measured runs; the quick preset checks the plumbing, not learning
+        rm_min_accuracy=0.0,
         arms=("writing_only", "fixed_weight", "rlmr"),
         steps=2,
         prompts_per_step=4,
