@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.verl-rlmr-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint gpu-stacks docs demo experiment bench clean
+.PHONY: install test lint gpu-stacks docs demo experiment pipeline bench clean
 
 # CPU machines: the constraints file pins the CPU torch wheel in the same pip call as verl.
 $(STAMP): setup.py requirements/constraints-cpu.txt
@@ -44,6 +44,12 @@ demo: $(STAMP)
 EXPERIMENT_ARGS ?=
 experiment: $(STAMP)
 	$(BIN)/python -m recipe.rlmr.experiment --workdir rlmr-experiment $(EXPERIMENT_ARGS)
+
+# The paper's stages one into the next (docs/pipeline.md): prompts, pairs, RM, arms, merge, evaluation;
+# outputs under ./rlmr-pipeline (PIPELINE_ARGS="" for the full SmolLM2 preset, hours).
+PIPELINE_ARGS ?= --quick
+pipeline: $(STAMP)
+	$(BIN)/python -m recipe.rlmr.pipeline --workdir rlmr-pipeline $(PIPELINE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/advantage_overhead.py
