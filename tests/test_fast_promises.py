@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,6 +147,8 @@ def test_rlmr_training_metrics_on_a_batch_with_known_values():
     expected = {
         "rlmr/delta_mean": (2 / 3 + 6) / 2,
         "rlmr/delta_max": 6.0,
+        "rlmr/margin_mean": 1.0,
+        "rlmr/adv_compliant_std": float(np.std([0.5, 0.3, 0.2])),  # a; b has one compliant answer
         "rlmr/groups_mixed": 2.0,  # a, b (d is mixed but invalid)
         "rlmr/groups_all_violate": 1.0,
         "rlmr/groups_invalid": 1.0,

@@ -16,6 +16,15 @@ writing scores, ``V`` the constraint violators and ``k = |V|``:
 Why this delta: mean(r') = (sum r - k * delta) / n, and asking the best-scored violator to sit
 ``gamma`` below that mean, ``max_V r - delta <= mean(r') - gamma``, solves to the bound above.
 
+Margin units (``algorithm.rlmr.gamma_mode``): ``absolute`` (the paper's): gamma is in writing-RM units.
+``relative``: the margin of group g is ``gamma * s_g``, with s_g the (unbiased) std of the group's
+compliant scores; when fewer than two compliant answers or all alike (s_g = 0), the std of all the
+group's raw scores; when every score of the group is equal, 1 (a spread below 1e-9 of the group's
+largest |score| counts as none: round-off of equal scores) (then the group holds two values,
+violators and compliant, which std normalisation maps to the same advantages at any gap). Every
+branch scales with the scores, so multiplying every score by c > 0 multiplies r' by c and leaves the
+std-normalised advantages unchanged (up to ``epsilon``); the absolute margin cannot promise that.
+
 Invariant: in every group with 0 < k < n, each violator satisfies ``r'_j <= mean(r') - gamma``,
 so its advantage is strictly negative (for gamma > 0) whatever its writing score; dividing by
 the std keeps signs, so this holds with and without std normalisation. Compliant responses are
@@ -56,6 +65,7 @@ class GroupPenalty:
     size: torch.Tensor  # [G] n, samples per group
     num_violators: torch.Tensor  # [G] k
     delta: torch.Tensor  # [G] penalty subtracted from each violator's score (0 unless 0 < k < n)
+    margin: torch.Tensor  # [G] the margin the best violator ends below the penalised mean (gamma, or gamma * s_g)
     penalized: torch.Tensor  # [B] r' = r - delta * [violator], float64
 
     @property
@@ -87,17 +97,38 @@ def _as_violation_mask(constraints_ok: Any, batch_size: int, name: str = CONSTRA
     return ~ok
 
 
-def group_penalty(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float) -> GroupPenalty:
+def _relative_unit(r: torch.Tensor, violates: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """[G] s_g of the relative margin: compliant std, else whole-group std, else 1 (module docstring)."""
+    zeros = torch.zeros(num_groups, dtype=_COMPUTE_DTYPE)
+    compliant = (~violates).to(_COMPUTE_DTYPE)
+    count = zeros.index_add(0, group, compliant)
+    mean = zeros.index_add(0, group, r * compliant) / count.clamp_min(1)
+    squares = zeros.index_add(0, group, (r - mean[group]) ** 2 * compliant)
+    compliant_std = torch.where(count >= 2, (squares / (count - 1).clamp_min(1)).sqrt(), zeros)
+    _, all_std = _group_mean_std(r, group, num_groups)
+    # a spread below 1e-9 of the group's largest |score| is round-off of equal scores, not a spread
+    largest = zeros.scatter_reduce(0, group, r.abs(), reduce="amax", include_self=True)
+    floor = 1e-9 * largest
+    unit = torch.where(compliant_std > floor, compliant_std, all_std)
+    return torch.where(unit > floor, unit, torch.ones_like(unit))
+
+
+def group_penalty(
+    scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float, gamma_mode: str = "absolute"
+) -> GroupPenalty:
     """Compute ``delta`` per group and the penalised scores, vectorised over the whole batch.
 
     Args:
         scores: [B] raw writing scores.
         constraints_ok: [B] verdicts, bool or 0/1 (True/1 = every constraint satisfied).
         index: [B] group id per sample (str or int, like verl's ``uid``).
-        gamma: margin (reward-model units) by which the best violator must trail the group mean.
+        gamma: margin by which the best violator must trail the group mean: in reward-model units
+            (``gamma_mode="absolute"``) or in units of the group's compliant-score spread (``"relative"``).
     """
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
+    if gamma_mode not in ("absolute", "relative"):
+        raise ValueError(f"gamma_mode must be 'absolute' or 'relative', got {gamma_mode!r}")
     r = scores.detach().reshape(-1).to(device="cpu", dtype=_COMPUTE_DTYPE)  # [B]
     batch_size = r.numel()
     violates = _as_violation_mask(constraints_ok, batch_size)  # [B]
@@ -116,12 +147,16 @@ def group_penalty(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: 
     )  # [G], -inf where k = 0
 
     mixed = (num_violators > 0) & (num_violators < size)
+    margin = torch.full_like(zeros, float(gamma))  # [G]
+    if gamma_mode == "relative":
+        finite = torch.where(torch.isfinite(r), r, torch.zeros_like(r))  # non-finite groups are silenced later
+        margin = gamma * _relative_unit(finite, violates, group, num_groups)
     # Only mixed groups divide by n - k > 0; elsewhere the numerator is replaced so nothing is inf/nan.
-    numerator = torch.where(mixed, size * best_violator + size * gamma - total, zeros)
+    numerator = torch.where(mixed, size * best_violator + size * margin - total, zeros)
     delta = torch.where(mixed, (numerator / (size - num_violators).clamp_min(1)).clamp_min(0), zeros)  # [G]
 
     penalized = r - delta[group] * violates.to(_COMPUTE_DTYPE)  # [B]
-    return GroupPenalty(group, violates, size, num_violators, delta, penalized)
+    return GroupPenalty(group, violates, size, num_violators, delta, margin, penalized)
 
 
 def invalid_groups(reward_valid: Any, group: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -132,9 +167,11 @@ def invalid_groups(reward_valid: Any, group: torch.Tensor, num_groups: int) -> t
     return torch.zeros(num_groups, dtype=torch.bool).index_put((group,), invalid, accumulate=True)
 
 
-def rlmr_penalized_scores(scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float = 1.0) -> torch.Tensor:
+def rlmr_penalized_scores(
+    scores: torch.Tensor, constraints_ok: Any, index: Any, gamma: float = 1.0, gamma_mode: str = "absolute"
+) -> torch.Tensor:
     """[B] float64 scores after the group penalty: ``r_i - delta_g * [i violates]``."""
-    return group_penalty(scores, constraints_ok, index, gamma).penalized
+    return group_penalty(scores, constraints_ok, index, gamma, gamma_mode).penalized
 
 
 def _group_mean_std(values: torch.Tensor, group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +279,7 @@ def compute_rlmr_outcome_advantage(
 
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)  # [B], summed in the input dtype like verl's GRPO
-        penalty = group_penalty(scores, constraints_ok, index, settings.gamma)
+        penalty = group_penalty(scores, constraints_ok, index, settings.gamma, settings.gamma_mode)
         num_groups = penalty.size.numel()
         silenced = invalid_groups(reward_valid, penalty.group, num_groups)  # [G]
         silenced = silenced | nonfinite_groups(scores, penalty.group, num_groups)

@@ -36,10 +36,11 @@ def advantage_metrics(
     index: Any,
     gamma: float,
     reward_valid: Any = None,
+    gamma_mode: str = "absolute",
 ) -> dict[str, float]:
     """Per-step ``rlmr/*`` metrics: how many violate, how hard they are penalised, where they land."""
     scores = token_level_rewards.sum(-1)
-    penalty = group_penalty(scores, constraints_ok, index, gamma)
+    penalty = group_penalty(scores, constraints_ok, index, gamma, gamma_mode)
     # The advantage of a sample is constant over its response tokens; read it at the first one.
     first_token = response_mask.float().argmax(dim=-1)
     sample_adv = advantages[torch.arange(advantages.shape[0]), first_token].double().cpu()  # [B]
@@ -71,12 +72,26 @@ def advantage_metrics(
         "rlmr/groups_invalid": float(invalid.sum()),
         "rlmr/delta_mean": mean_or_nan(penalty.delta[mixed]),
         "rlmr/delta_max": float(penalty.delta[mixed].max()) if mixed.any() else float("nan"),
+        # the margin each mixed group asked of its best violator (gamma, or gamma x s_g in relative mode)
+        "rlmr/margin_mean": mean_or_nan(penalty.margin[mixed]),
+        # how far apart the compliant answers' advantages stay in mixed groups (a large margin bunches them)
+        "rlmr/adv_compliant_std": _mean_group_std(sample_adv, ~violates & in_mixed, penalty.group),
         "rlmr/adv_violators_mean": mean_or_nan(sample_adv[violates & in_mixed]),
         "rlmr/adv_compliant_mean": mean_or_nan(sample_adv[~violates & in_mixed]),
         "rlmr/adv_violators_max": float(sample_adv[violates & in_mixed].max())
         if (violates & in_mixed).any()
         else float("nan"),
     }
+
+
+def _mean_group_std(values: torch.Tensor, keep: torch.Tensor, group: torch.Tensor) -> float:
+    """Mean over groups (with 2+ kept samples) of the population std of the kept values; NaN if none."""
+    stds = []
+    for g in torch.unique(group[keep]).tolist():
+        chosen = values[keep & (group == g)]
+        if chosen.numel() >= 2:
+            stds.append(float(chosen.std(unbiased=False)))
+    return sum(stds) / len(stds) if stds else float("nan")
 
 
 def group_of(trajectory_key: str) -> str:

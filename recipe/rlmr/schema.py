@@ -73,6 +73,12 @@ class RLMRConfig(StrictConfig):
         description="Margin, in writing-RM units, by which the best-scored violator must end below the penalised "
         "group mean. Larger means harsher penalties; 0 only guarantees 'not above the mean'.",
     )
+    gamma_mode: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="Units of gamma: absolute (writing-RM units, the paper's) or relative (units of the group's "
+        "compliant-score std; the whole group's std when the compliant answers do not spread, 1 when no score "
+        "does). relative leaves std-normalised advantages unchanged when the RM's scores are scaled.",
+    )
     epsilon: float = Field(1e-6, ge=0, description="Added to the group std before dividing (as in verl's GRPO).")
     mode: Mode = Field(
         "rlmr",

@@ -132,7 +132,14 @@ def rlmr_estimator(
     if step is not None:
         step.metrics.update(
             advantage_metrics(
-                token_level_rewards, advantages, response_mask, constraints_ok, index, settings.gamma, reward_valid
+                token_level_rewards,
+                advantages,
+                response_mask,
+                constraints_ok,
+                index,
+                settings.gamma,
+                reward_valid,
+                settings.gamma_mode,
             )
         )
     return advantages, returns

@@ -21,6 +21,8 @@ class Preset:
     extras: tuple[str, ...]  # the kinds drawn from (prompts.EXTRAS: keyword, no_comma, end_phrase, title)
     max_extras: int  # each prompt draws 1..max_extras of them
     # the referee (evaluation.referee): its length band, and label noise of its preference pairs
+    # full preset: 40-90 words holds SmolLM2's typical answer (~63 words) and the 50-word limit, so obeying costs
+    # little length fit while writing past 90 words (or being cut by the token budget) costs the referee's favour
     referee_lo: int
     referee_hi: int
     label_temperature: float  # P(a > b) = sigmoid((s_a - s_b) / T) on the referee's 0-1 scale
@@ -106,13 +108,13 @@ PRESETS = {
         name="full",
         policy="smollm2",
         rm_base="smollm2:4",
-        train_prompts=160,
-        heldout_prompts=40,
+        train_prompts=96,
+        heldout_prompts=32,
         word_limit=50,
         extras=("keyword", "no_comma", "end_phrase", "title"),
         max_extras=2,
-        referee_lo=30,
-        referee_hi=48,
+        referee_lo=40,
+        referee_hi=90,
         label_temperature=0.05,
         pair_samples=4,
         pair_heldout_share=0.2,
@@ -122,14 +124,14 @@ PRESETS = {
         rm_max_length=512,
         rm_min_accuracy=0.6,
         arms=("writing_only", "fixed_weight", "rlmr"),
-        steps=8,
+        steps=6,
         prompts_per_step=8,
         samples_per_prompt=4,
         response_length=160,
         lr=1e-5,
         seed=0,
-        ifeval_prompts=40,
-        ifbench_prompts=40,
+        ifeval_prompts=24,
+        ifbench_prompts=24,
         eval_temperature=1.0,
     ),
 }
