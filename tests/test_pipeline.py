@@ -101,3 +101,48 @@ def test_quick_preset_end_to_end_and_resumed(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     running = [line for line in again.stdout.splitlines() if line.endswith(": running")]
     assert running == ["[pipeline] 8/8 report: running"], running
+
+
+def test_a_workdir_refuses_another_preset_naming_the_changed_field(tmp_path):
+    from recipe.rlmr.pipeline.cli import check_preset
+
+    check_preset(tmp_path, PRESETS["quick"])
+    check_preset(tmp_path, PRESETS["quick"])  # the same preset: fine
+    with pytest.raises(SystemExit, match="steps"):
+        check_preset(tmp_path, PRESETS["quick"].with_overrides(["steps=9"]))
+
+
+def test_a_trained_rm_folder_is_served_and_read_at_the_length_it_was_trained_with(tmp_path, monkeypatch):
+    """The launcher's seam (issue 30): train_rm's --max-length, serve_rm's --max-length and the client's
+    writing_rm.max_input_tokens are one number, read from the folder's rm_training.json."""
+    from recipe.rlmr.dev import launch
+    from recipe.rlmr.dev.servers import base
+
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "config.json").write_text("{}")
+    (rm / "rm_training.json").write_text(json.dumps({"max_input_tokens": 384}))
+    assert launch.is_rm_folder(rm) and not launch.is_rm_folder("length")
+    assets = launch.TinyAssets(tmp_path / "policy", tmp_path / "tiny_rm", tmp_path / "data")
+    overrides = launch.cpu_overrides(assets, "http://127.0.0.1:1", tmp_path, reward_model=str(rm))
+    assert f"reward.rlmr.writing_rm.tokenizer={rm}" in overrides
+    assert "reward.rlmr.writing_rm.max_input_tokens=384" in overrides
+    seen = {}
+
+    class Announced:
+        def __init__(self, command, *args):
+            seen["command"] = command
+
+        def __enter__(self):
+            return 1234
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(base, "announced_server", Announced)
+    with launch.serve_reward_model(rm) as url:
+        assert url.endswith(":1234")
+    command = seen["command"]
+    assert command[command.index("--max-length") + 1] == "384"
+    with pytest.raises(ValueError, match="model folder"):
+        launch.cpu_overrides(assets, "http://x", tmp_path, reward_model=str(tmp_path / "nothing"))

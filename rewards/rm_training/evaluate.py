@@ -16,7 +16,8 @@ GAMMA_NOTE = (
     "gamma (algorithm.rlmr.gamma) is a margin in raw RM units, so it only means something against how widely "
     "this RM spreads responses: about one pooled score std puts the best-scored violator a typical quality gap "
     "below its group's mean, while a gamma far below it drowns in RM noise and one far above it swamps the "
-    "writing signal."
+    "writing signal. algorithm.rlmr.gamma_mode=relative measures gamma in each group's own spread instead "
+    "(no RM scale to match; gamma 1 asks for about one compliant-score std)."
 )
 
 
