@@ -146,3 +146,27 @@ def test_a_trained_rm_folder_is_served_and_read_at_the_length_it_was_trained_wit
     assert command[command.index("--max-length") + 1] == "384"
     with pytest.raises(ValueError, match="model folder"):
         launch.cpu_overrides(assets, "http://x", tmp_path, reward_model=str(tmp_path / "nothing"))
+
+
+def test_pairs_are_every_distinct_answer_pair_and_noise_only_flips_labels():
+    import dataclasses
+    import random
+
+    from recipe.rlmr.pipeline.stages import label_pairs, referee_ordered
+
+    preset = PRESETS["quick"]
+    prompt = "Write a poem about a paper kite. Answer in fewer than 16 words. Do not use any commas."
+    answers = ["The paper kite climbs.", "Kite kite kite kite", "A paper kite rides the wind above the hill.", ""]
+    responses = [{"prompt": prompt, "response": a} for a in answers + answers[:1]]  # a duplicate and an empty one
+    clean = label_pairs(responses, dataclasses.replace(preset, label_temperature=0.0), random.Random(0))
+    assert len(clean) == 3  # 3 distinct non-empty answers: 3 pairs
+    assert all(p["referee_chosen"] >= p["referee_rejected"] for p in clean)
+    many = [{**r, "prompt": f"{r['prompt']} ({i})"} for i in range(40) for r in responses]
+    noisy = label_pairs(many, dataclasses.replace(preset, label_temperature=1.0), random.Random(0))
+    assert len(noisy) == 120
+    flipped = [p for p in noisy if p["referee_chosen"] < p["referee_rejected"]]
+    assert flipped  # at T = 1 on a 0-1 scale labels are close to coin flips
+    assert {(p["chosen"], p["rejected"]) for p in map(referee_ordered, noisy)} == {
+        (p["chosen"], p["rejected"]) for p in clean
+    }
+    assert 0.2 < len(flipped) / len(noisy) < 0.5

@@ -17,6 +17,7 @@ overopt   per step, the learned RM's and the referee's score of each arm's rollo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import random
@@ -96,6 +97,19 @@ def label_pairs(responses: list[dict], preset, rng: random.Random) -> list[dict]
     return pairs
 
 
+def referee_ordered(pair: dict) -> dict:
+    """The pair with the referee's preferred answer as ``chosen`` (its noisy label undone)."""
+    if pair["referee_chosen"] >= pair["referee_rejected"]:
+        return pair
+    return {
+        **pair,
+        "chosen": pair["rejected"],
+        "rejected": pair["chosen"],
+        "referee_chosen": pair["referee_rejected"],
+        "referee_rejected": pair["referee_chosen"],
+    }
+
+
 def run_pairs(work: Path, preset, policy: Path) -> dict:
     out = work / "pairs"
     out.mkdir(parents=True, exist_ok=True)
@@ -159,19 +173,8 @@ def run_rm(work: Path, preset) -> dict:
     command += ["--seed", str(preset.seed), "--dtype", "float32", "--no-progress", "--logging-steps", "5"]
     run_command(command, out / "train_rm.log", "rewards.train_rm")
     report = eval_rm(out / "model", pairs / "heldout.jsonl", out / "eval_heldout.json", out / "eval_rm.log")
-    # the same held-out pairs labelled without noise: the baseline of the over-optimisation accuracy
-    clean = [
-        {
-            **p,
-            "chosen": p["rejected"],
-            "rejected": p["chosen"],
-            "referee_chosen": p["referee_rejected"],
-            "referee_rejected": p["referee_chosen"],
-        }
-        if p["referee_chosen"] < p["referee_rejected"]
-        else p
-        for p in read_jsonl(pairs / "heldout.jsonl")
-    ]
+    # the same held-out pairs in the referee's own order: the baseline of the over-optimisation accuracy
+    clean = [referee_ordered(pair) for pair in read_jsonl(pairs / "heldout.jsonl")]
     write_jsonl(pairs / "heldout_noiseless.jsonl", clean)
     noiseless = eval_rm(
         out / "model", pairs / "heldout_noiseless.jsonl", out / "eval_noiseless.json", out / "eval_rm2.log"
@@ -377,8 +380,7 @@ def run_overopt(work: Path, preset, arm: str) -> dict:
         last = rows
     out = work / "overopt"
     write_jsonl(out / f"{arm}.series.jsonl", series)
-    noiseless = type(preset)(**{**preset.__dict__, "label_temperature": 0.0})
-    pairs = label_pairs(last, noiseless, random.Random(preset.seed))
+    pairs = label_pairs(last, dataclasses.replace(preset, label_temperature=0.0), random.Random(preset.seed))
     write_jsonl(out / f"{arm}.last_step_pairs.jsonl", pairs)
     accuracy = None
     if pairs:
