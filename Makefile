@@ -46,7 +46,7 @@ experiment: $(STAMP)
 	$(BIN)/python -m recipe.rlmr.experiment --workdir rlmr-experiment $(EXPERIMENT_ARGS)
 
 # The paper's stages one into the next (docs/pipeline.md): prompts, pairs, RM, arms, merge, evaluation;
-# outputs under ./rlmr-pipeline (PIPELINE_ARGS= for the full SmolLM2 preset, ~1 hour on 2 cores).
+# outputs under ./rlmr-pipeline (PIPELINE_ARGS= for the full SmolLM2 preset, ~1.5 hours on 2 cores).
 PIPELINE_ARGS ?= --quick
 pipeline: $(STAMP)
 	$(BIN)/python -m recipe.rlmr.pipeline --workdir rlmr-pipeline $(PIPELINE_ARGS)

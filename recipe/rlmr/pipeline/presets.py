@@ -123,9 +123,7 @@ PRESETS = {
         rm_batch_size=8,
         rm_max_length=512,
         rm_min_accuracy=0.6,
-        # fixed_weight left out to fit one sitting on 2 cores (a writing-only step grows to ~5 min as answers
-        # lengthen); --set arms=writing_only,fixed_weight,rlmr puts it back
-        arms=("writing_only", "rlmr"),
+        arms=("writing_only", "fixed_weight", "rlmr"),
         steps=5,
         prompts_per_step=8,
         samples_per_prompt=4,
