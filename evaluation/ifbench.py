@@ -18,11 +18,11 @@ level, the share of all instructions followed; strict and loose.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 from evaluation.files import EvalInputError, markdown_table
-from evaluation.ifeval import METRICS, _documents
+from evaluation.ifeval import METRICS, InstructionTally, _documents
 
 
 def ifbench_registry() -> dict[str, Any]:
@@ -47,9 +47,9 @@ def score_ifbench(responses: str, prompts: str | None = "ifbench") -> dict[str, 
 
     registry = ifbench_registry()
     documents, unanswered = _documents(responses, prompts)
-    prompt_strict, prompt_loose, inst_strict, inst_loose = [], [], [], []
-    per_type: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    unscorable: Counter = Counter()  # instruction id whose checker needs a missing NLTK resource -> prompts
+    tally = InstructionTally()
+    unscorable: Counter = Counter()  # instruction id of a prompt whose checkers need missing NLTK data -> prompts
+    unscorable_prompts = 0
     for doc in documents:
         unknown = [i for i in doc["ids"] if i not in registry]
         if unknown:
@@ -60,42 +60,21 @@ def score_ifbench(responses: str, prompts: str | None = "ifbench") -> dict[str, 
             results, _ = evaluate_instructions(doc["response"], doc["ids"], doc["kwargs"], doc["prompt"], registry)
         except LookupError:  # NLTK stopwords / tagger, not installable offline
             unscorable.update(doc["ids"])
-            unscorable["(prompts)"] += 1
+            unscorable_prompts += 1
             continue
         if not results:  # an empty response: if_verifiable scores it 0 without checking
             results_strict = results_loose = [False] * len(doc["ids"])
         else:
             results_strict = [r.strict_pass for r in results]
             results_loose = [r.loose_pass for r in results]
-        prompt_strict.append(all(results_strict))
-        prompt_loose.append(all(results_loose))
-        inst_strict += results_strict
-        inst_loose += results_loose
-        for instruction_id, s, lo in zip(doc["ids"], results_strict, results_loose, strict=True):
-            per_type[instruction_id][0] += 1
-            per_type[instruction_id][1] += s
-            per_type[instruction_id][2] += lo
-
-    def mean(values: list[bool]) -> float:
-        return sum(values) / len(values) if values else 0.0
-
+        tally.add(doc["ids"], results_strict, results_loose)
     return {
-        "metrics": {
-            "prompt_level_strict_acc": mean(prompt_strict),
-            "inst_level_strict_acc": mean(inst_strict),
-            "prompt_level_loose_acc": mean(prompt_loose),
-            "inst_level_loose_acc": mean(inst_loose),
-        },
+        **tally.result(),
         "responses": len(documents),
-        "scored": len(prompt_strict),
-        "unscorable_offline": unscorable.pop("(prompts)", 0),
+        "scored": len(tally.prompt_strict),
+        "unscorable_offline": unscorable_prompts,
         "unscorable_instructions": dict(sorted(unscorable.items())),
-        "instructions": len(inst_strict),
         "prompts_without_response": unanswered,
-        "per_instruction": {
-            name: {"count": c, "strict_acc": s / c, "loose_acc": lo / c}
-            for name, (c, s, lo) in sorted(per_type.items())
-        },
     }
 
 

@@ -67,10 +67,50 @@ def _documents(responses: str, prompts: str | None) -> tuple[list[dict[str, Any]
     return documents, unanswered
 
 
+class InstructionTally:
+    """The four accuracies and the per-instruction table from per-document verdicts (IFEval and IFBench alike)."""
+
+    def __init__(self) -> None:
+        self.prompt_strict: list[bool] = []
+        self.prompt_loose: list[bool] = []
+        self.inst_strict: list[bool] = []
+        self.inst_loose: list[bool] = []
+        self.per_type: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # count, strict, loose
+
+    def add(self, ids: list[str], strict: list[bool], loose: list[bool]) -> None:
+        self.prompt_strict.append(all(strict))
+        self.prompt_loose.append(all(loose))
+        self.inst_strict += strict
+        self.inst_loose += loose
+        for instruction_id, s, lo in zip(ids, strict, loose, strict=True):
+            self.per_type[instruction_id][0] += 1
+            self.per_type[instruction_id][1] += s
+            self.per_type[instruction_id][2] += lo
+
+    def result(self) -> dict[str, Any]:
+        """``metrics``, ``instructions`` and ``per_instruction``."""
+
+        def mean(values: list[bool]) -> float:
+            return sum(values) / len(values) if values else 0.0
+
+        return {
+            "metrics": {
+                "prompt_level_strict_acc": mean(self.prompt_strict),
+                "inst_level_strict_acc": mean(self.inst_strict),
+                "prompt_level_loose_acc": mean(self.prompt_loose),
+                "inst_level_loose_acc": mean(self.inst_loose),
+            },
+            "instructions": len(self.inst_strict),
+            "per_instruction": {
+                name: {"count": c, "strict_acc": s / c, "loose_acc": lo / c}
+                for name, (c, s, lo) in sorted(self.per_type.items())
+            },
+        }
+
+
 def score_ifeval(responses: str, prompts: str | None = None) -> dict[str, Any]:
     documents, unanswered = _documents(responses, prompts)
-    prompt_strict, prompt_loose, inst_strict, inst_loose = [], [], [], []
-    per_type: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # count, strict, loose
+    tally = InstructionTally()
     for doc in documents:
         # IFEval drops empty kwarg values before building a checker; so do we.
         kwargs = [{k: v for k, v in (kw or {}).items() if v} for kw in doc["kwargs"]]
@@ -83,33 +123,8 @@ def score_ifeval(responses: str, prompts: str | None = None) -> dict[str, Any]:
             raise EvalInputError(f"{responses} row {doc['row']} (id {doc['id']!r}): {err}") from err
         finally:
             random.setstate(state)
-        prompt_strict.append(all(strict))
-        prompt_loose.append(all(loose))
-        inst_strict += strict
-        inst_loose += loose
-        for instruction_id, s, lo in zip(doc["ids"], strict, loose, strict=True):
-            per_type[instruction_id][0] += 1
-            per_type[instruction_id][1] += s
-            per_type[instruction_id][2] += lo
-
-    def mean(values: list[bool]) -> float:
-        return sum(values) / len(values) if values else 0.0
-
-    return {
-        "metrics": {
-            "prompt_level_strict_acc": mean(prompt_strict),
-            "inst_level_strict_acc": mean(inst_strict),
-            "prompt_level_loose_acc": mean(prompt_loose),
-            "inst_level_loose_acc": mean(inst_loose),
-        },
-        "responses": len(documents),
-        "instructions": len(inst_strict),
-        "prompts_without_response": unanswered,
-        "per_instruction": {
-            name: {"count": c, "strict_acc": s / c, "loose_acc": lo / c}
-            for name, (c, s, lo) in sorted(per_type.items())
-        },
-    }
+        tally.add(doc["ids"], strict, loose)
+    return {**tally.result(), "responses": len(documents), "prompts_without_response": unanswered}
 
 
 def ifeval_markdown(result: dict[str, Any]) -> str:
