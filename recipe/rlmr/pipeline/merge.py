@@ -11,7 +11,6 @@ is returned (0.0 when exact).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,13 +40,10 @@ def merge_fp32(actor_dir: Path, target: Path, log: Path) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    log.parent.mkdir(parents=True, exist_ok=True)
+    from recipe.rlmr.pipeline.stages import run_command
+
     command = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp"]
-    command += ["--local_dir", str(actor_dir), "--target_dir", str(target)]
-    with open(log, "w") as handle:
-        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
-    if code != 0:
-        raise RuntimeError(f"verl.model_merger failed (exit {code}) for {actor_dir}; log: {log}")
+    run_command([*command, "--local_dir", str(actor_dir), "--target_dir", str(target)], log, "verl.model_merger")
     state = checkpoint_state_dict(actor_dir)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
