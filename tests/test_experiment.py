@@ -192,12 +192,24 @@ def test_fixed_weight_arms_carry_their_weight_and_a_folder_name(tmp_path):
 
     assert arm_mode("rlmr") == ("rlmr", None) and arm_mode("fixed_weight@0.1") == ("fixed_weight", 0.1)
     assert arm_slug("fixed_weight@0.1") == "fixed_weight_w0.1" and arm_slug("gdpo") == "gdpo"
-    with pytest.raises(ValueError, match="only fixed_weight takes a weight"):
-        arm_mode("rlmr@2")
+    assert arm_mode("rlmr@0.3") == ("rlmr", 0.3) and arm_slug("rlmr@0.3") == "rlmr_g0.3"
+    assert arm_slug("rlmr@1sd") == "rlmr_g1sd"
+    for bad, message in [
+        ("gdpo@2", "only fixed_weight@W and rlmr@G"),
+        ("rlmr@x", "expected a number"),
+        ("rlmr@0", "must be positive"),
+        ("fixed_weight@1sd", "expected a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            arm_mode(bad)
     plan = Plan(tmp_path, POLICIES["tiny"], ["fixed_weight@10", "rlmr"], [0], 2, dump_rollouts=True)
     weighted, plain = plan.arm_overrides("fixed_weight@10", 0), plan.arm_overrides("rlmr", 0)
     assert "algorithm.rlmr.mode=fixed_weight" in weighted and "algorithm.rlmr.fixed_weight=10" in weighted
-    assert not any(o.startswith("algorithm.rlmr.fixed_weight=") for o in plain)
+    assert not any(o.startswith(("algorithm.rlmr.fixed_weight=", "algorithm.rlmr.gamma")) for o in plain)
+    absolute, relative = plan.arm_overrides("rlmr@0.3", 0), plan.arm_overrides("rlmr@2sd", 0)
+    assert "algorithm.rlmr.gamma=0.3" in absolute and "algorithm.rlmr.gamma_mode=absolute" in absolute
+    assert "algorithm.rlmr.gamma=2" in relative and "algorithm.rlmr.gamma_mode=relative" in relative
+    assert "algorithm.rlmr.mode=rlmr" in relative and plan.run_dir("rlmr@2sd", 0).name == "rlmr_g2sd_seed0"
     assert f"trainer.rollout_data_dir={tmp_path / 'runs' / 'fixed_weight_w10_seed0' / 'rollouts'}" in weighted
     assert plan.run_dir("fixed_weight@10", 0).name == "fixed_weight_w10_seed0"
 

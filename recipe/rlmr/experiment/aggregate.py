@@ -24,6 +24,8 @@ EXTRA_COLUMNS = [
     "rlmr/adv_compliant_mean",
     "rlmr/groups_mixed",
     "rlmr/delta_mean",
+    "rlmr/margin_mean",
+    "rlmr/adv_compliant_std",
     "response_length/mean",
     "response_length/clip_ratio",
     "timing_s/gen",

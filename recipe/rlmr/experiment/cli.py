@@ -7,7 +7,9 @@ Each arm is a real training run through verl's trainer, identical except algorit
 same policy, prompts (one "fewer than N words" limit each), length-biased writing RM (score =
 characters / 100), seeds, learning rate, sampling and filter setting (off). Anything after the
 options is a Hydra override applied to every run. A progress line is printed per step. An arm
-``fixed_weight@W`` is mode fixed_weight with ``algorithm.rlmr.fixed_weight=W``.
+``fixed_weight@W`` is mode fixed_weight with ``algorithm.rlmr.fixed_weight=W``; ``rlmr@G`` is mode rlmr
+with ``algorithm.rlmr.gamma=G`` in writing-RM units, ``rlmr@Gsd`` the same in the group's compliant-score
+std (``gamma_mode=relative``): ``--arms rlmr@0.1,rlmr@1,rlmr@1sd`` is a gamma sweep in one workdir.
 
 ``--preset weight_sweep`` (recipe/rlmr/experiment/sweep.py): prompts in three categories whose
 writing score is scaled 0.2x, 1x and 5x (``CategoryScaledRM``, a stand-in), arms writing_only,
@@ -50,7 +52,8 @@ def _arms(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown arm(s) {unknown}: an arm is an algorithm.rlmr.mode, one of {MODES}, or fixed_weight@W"
+            f"unknown arm(s) {unknown}: an arm is an algorithm.rlmr.mode, one of {MODES}, "
+            "or fixed_weight@W, rlmr@G, rlmr@Gsd"
         )
     if len(set(arms)) != len(arms):
         raise argparse.ArgumentTypeError(f"arms repeat: {arms}")
@@ -73,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--arms",
         type=_arms,
-        help=f"algorithm.rlmr.mode (or fixed_weight@W) per arm (default {DEFAULT_ARMS}; the preset's with --preset)",
+        help=f"algorithm.rlmr.mode (or fixed_weight@W, rlmr@G, rlmr@Gsd) per arm "
+        f"(default {DEFAULT_ARMS}; the preset's with --preset)",
     )
     parser.add_argument("--steps", type=int, help=f"training steps per run (default 20; {SWEEP_STEPS} with the preset)")
     parser.add_argument(

@@ -24,19 +24,62 @@ CHECKPOINTS = "checkpoints"  # under a run's folder (the launcher's trainer.defa
 LATEST_CHECKPOINT = "latest_checkpointed_iteration.txt"
 
 
-def arm_mode(arm: str) -> tuple[str, float | None]:
-    """An arm is an ``algorithm.rlmr.mode``, or ``fixed_weight@W``: that mode with ``fixed_weight=W``."""
-    mode, sep, weight = arm.partition("@")
+RELATIVE = "sd"  # rlmr@Gsd: gamma G in the group's compliant-score std (gamma_mode=relative)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What an arm sets: its ``algorithm.rlmr.mode`` and, for a valued arm, one knob of that mode.
+
+    ``fixed_weight@W``  mode fixed_weight, ``fixed_weight=W``
+    ``rlmr@G``          mode rlmr, ``gamma=G`` in writing-RM units (``gamma_mode=absolute``)
+    ``rlmr@Gsd``        mode rlmr, ``gamma=G`` in the group's compliant-score std (``gamma_mode=relative``)
+    """
+
+    mode: str
+    value: float | None = None
+    relative: bool = False
+
+    def overrides(self) -> list[str]:
+        if self.value is None:
+            return []
+        if self.mode == "fixed_weight":
+            return [f"algorithm.rlmr.fixed_weight={self.value:g}"]
+        mode = "relative" if self.relative else "absolute"
+        return [f"algorithm.rlmr.gamma={self.value:g}", f"algorithm.rlmr.gamma_mode={mode}"]
+
+
+def parse_arm(arm: str) -> Arm:
+    """``MODE``, ``fixed_weight@W``, ``rlmr@G`` or ``rlmr@Gsd`` (see ``Arm``)."""
+    mode, sep, value = arm.partition("@")
     if not sep:
-        return mode, None
-    if mode != "fixed_weight":
-        raise ValueError(f"arm {arm!r}: only fixed_weight takes a weight (fixed_weight@W)")
-    return mode, float(weight)
+        return Arm(mode)
+    relative = mode == "rlmr" and value.endswith(RELATIVE)
+    number = value[: -len(RELATIVE)] if relative else value
+    if mode not in ("fixed_weight", "rlmr"):
+        raise ValueError(f"arm {arm!r}: only fixed_weight@W and rlmr@G (or rlmr@Gsd) take a value")
+    try:
+        parsed = float(number)
+    except ValueError:
+        raise ValueError(f"arm {arm!r}: expected a number after '@', found {value!r}") from None
+    if not parsed > 0:
+        raise ValueError(f"arm {arm!r}: the value must be positive")
+    return Arm(mode, parsed, relative)
+
+
+def arm_mode(arm: str) -> tuple[str, float | None]:
+    """The arm's ``algorithm.rlmr.mode`` and its value (``fixed_weight@W``'s weight, ``rlmr@G``'s gamma)."""
+    parsed = parse_arm(arm)
+    return parsed.mode, parsed.value
 
 
 def arm_slug(arm: str) -> str:
-    """The arm as a folder and experiment name: ``fixed_weight@0.1`` -> ``fixed_weight_w0.1``."""
-    return arm.replace("@", "_w")
+    """The arm as a folder and experiment name: ``fixed_weight@0.1`` -> ``fixed_weight_w0.1``,
+    ``rlmr@0.3`` -> ``rlmr_g0.3``, ``rlmr@1sd`` -> ``rlmr_g1sd``."""
+    mode, sep, value = arm.partition("@")
+    if not sep:
+        return arm
+    return f"{mode}_{'w' if mode == 'fixed_weight' else 'g'}{value}"
 
 
 @dataclass
@@ -71,13 +114,13 @@ class Plan:
         return self.workdir / "runs" / f"{arm_slug(arm)}_seed{seed}"
 
     def arm_overrides(self, arm: str, seed: int) -> list[str]:
-        """The Hydra overrides of one run on top of the launcher's; only the mode (and, for an arm
-        ``fixed_weight@W``, the weight) differs between arms."""
+        """The Hydra overrides of one run on top of the launcher's; only the mode (and, for
+        a valued arm, its weight or gamma) differs between arms."""
         run_dir = self.run_dir(arm, seed)
-        mode, weight = arm_mode(arm)
+        parsed = parse_arm(arm)
         return [
-            f"algorithm.rlmr.mode={mode}",
-            *([f"algorithm.rlmr.fixed_weight={weight:g}"] if weight is not None else []),
+            f"algorithm.rlmr.mode={parsed.mode}",
+            *parsed.overrides(),
             *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if self.dump_rollouts else []),
             *([f"trainer.save_freq={self.save_freq}", "trainer.max_actor_ckpt_to_keep=1"] if self.save_freq else []),
             *(["trainer.resume_mode=auto"] if self.resume else []),

@@ -155,7 +155,10 @@ def plot_tradeoff(rows: Sequence[Mapping], path: Path, title: str) -> None:
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     by_key = {(r["arm"], r["category"]): r for r in rows}
     figure, axes = plt.subplots(1, len(CATEGORIES), figsize=(4.2 * len(CATEGORIES), 3.8))
-    fixed = sorted((a for a in arms if arm_mode(a)[1] is not None), key=lambda a: arm_mode(a)[1])
+    fixed = sorted(
+        (a for a in arms if arm_mode(a)[0] == "fixed_weight" and arm_mode(a)[1] is not None),
+        key=lambda a: arm_mode(a)[1],
+    )
     for axis, category in zip(axes, CATEGORIES, strict=True):
         if fixed:
             axis.plot(
