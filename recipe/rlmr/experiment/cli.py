@@ -107,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "logged is kept as it is); what a run logged before the checkpoint stays in the outputs",
     )
     parser.add_argument(
+        "--dump-rollouts",
+        action="store_true",
+        help="each step's responses, scores and verdicts as runs/<run>/rollouts/<step>.jsonl (on with the preset)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: rebuild the outputs from the runs already in the workdir (e.g. a run cut short)",
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         workdir, policy, args.arms, args.seeds, args.steps, args.device, policy_path, args.overrides, args.timeout_s
     )
-    plan = replace(plan, save_freq=args.save_freq, resume=args.resume)
+    plan = replace(plan, save_freq=args.save_freq, resume=args.resume, dump_rollouts=args.dump_rollouts)
     if sweep:
         plan = replace(plan, data="word_limit_categories", reward_model="scaled", dump_rollouts=True)
     finished_runs: list[tuple[str, int, Path]] = []
