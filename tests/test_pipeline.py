@@ -170,3 +170,30 @@ def test_pairs_are_every_distinct_answer_pair_and_noise_only_flips_labels():
         (p["chosen"], p["rejected"]) for p in clean
     }
     assert 0.2 < len(flipped) / len(noisy) < 0.5
+
+
+def test_jsonl_lines_end_at_newline_only_and_a_bad_line_is_named(tmp_path):
+    from recipe.rlmr.pipeline.prompts import read_jsonl, write_jsonl
+
+    rows = [{"response": "byte soup \x85 with U+2028 \u2028 and U+2029 \u2029 inside"}, {"response": "plain"}]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    assert read_jsonl(tmp_path / "a.jsonl") == rows
+    (tmp_path / "b.jsonl").write_text('{"ok": 1}\n{"cut": "hal\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"b.jsonl: line 2: not a JSON object"):
+        read_jsonl(tmp_path / "b.jsonl")
+
+
+def test_pairs_the_referee_ties_are_not_labelled():
+    import dataclasses
+    import random
+
+    from recipe.rlmr.pipeline.stages import label_pairs
+
+    prompt = "Write a poem about a paper kite. Answer in fewer than 16 words."
+    same_score = ["Red kite flies.", "Blue kite sails."]  # same length, no prompt word used twice, both complete
+    responses = [{"prompt": prompt, "response": a} for a in [*same_score, "The paper kite climbs above the hill."]]
+    preset = dataclasses.replace(PRESETS["quick"], label_temperature=0.0, pair_min_gap=0.0)
+    pairs = label_pairs(responses, preset, random.Random(0))
+    assert len(pairs) == 2 and all(p["referee_chosen"] > p["referee_rejected"] for p in pairs)
+    wide = label_pairs(responses, dataclasses.replace(preset, pair_min_gap=1.0), random.Random(0))
+    assert wide == []

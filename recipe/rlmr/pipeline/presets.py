@@ -29,6 +29,7 @@ class Preset:
     # preference pairs from the base policy
     pair_samples: int  # answers per training prompt; every distinct pair of them is labelled
     pair_heldout_share: float  # share of the training prompts whose pairs are held out from RM training
+    pair_min_gap: float  # pairs whose referee scores differ by this much or less are not labelled (no preference)
     # the writing RM
     rm_epochs: float
     rm_lr: float
@@ -86,6 +87,8 @@ PRESETS = {
         label_temperature=0.05,
         pair_samples=4,
         pair_heldout_share=0.25,
+        # on byte soup the referee's score moves in steps of ~0.01-0.025 and a third of the pairs tie exactly
+        pair_min_gap=0.01,
         rm_epochs=2.0,
         rm_lr=1e-3,
         rm_batch_size=16,
@@ -118,6 +121,7 @@ PRESETS = {
         label_temperature=0.05,
         pair_samples=4,
         pair_heldout_share=0.2,
+        pair_min_gap=0.0,  # exact ties only: the measured run had none among its 384 pairs
         rm_epochs=2.0,
         rm_lr=2e-5,
         rm_batch_size=8,

@@ -162,7 +162,17 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    """One object per line. Lines end at "\n" only: ``str.splitlines`` would also cut at U+0085 and U+2028,
+    which JSON leaves unescaped and which a random policy does write."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: line {number}: not a JSON object ({error.msg})") from error
+    return rows
 
 
 def run_prompts(out: Path, preset, expand_url: str | None = None, expand_model: str | None = None) -> dict:

@@ -72,7 +72,11 @@ def generate(url: str, prompts: Path, output: Path, preset, n: int = 1, temperat
 
 
 def label_pairs(responses: list[dict], preset, rng: random.Random) -> list[dict]:
-    """Every distinct pair of a prompt's answers, chosen/rejected drawn from the referee (noisy)."""
+    """Every distinct pair of a prompt's answers, chosen/rejected drawn from the referee (noisy).
+
+    A pair whose referee scores differ by ``preset.pair_min_gap`` or less is not labelled: the referee
+    has no preference (a rater's "about the same"), so any label would be a coin flip taught as a fact,
+    and a held-out accuracy over such pairs is 0.5 by construction."""
     by_prompt: dict[str, list[dict]] = {}
     for record in responses:
         by_prompt.setdefault(record["prompt"], []).append(record)
@@ -81,6 +85,8 @@ def label_pairs(responses: list[dict], preset, rng: random.Random) -> list[dict]
         texts = sorted({r["response"] for r in records if r["response"].strip()})
         for a, b in itertools.combinations(texts, 2):
             sa, sb = score(prompt, a, band(preset)).score, score(prompt, b, band(preset)).score
+            if abs(sa - sb) <= preset.pair_min_gap:
+                continue
             if noisy_preference(sa, sb, preset.label_temperature, rng):
                 chosen, rejected = (a, sa), (b, sb)
             else:
