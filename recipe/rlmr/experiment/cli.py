@@ -26,7 +26,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from recipe.rlmr.experiment.aggregate import run_rows, untrained_violation_rate
+from recipe.rlmr.experiment.aggregate import nanmean, run_rows, untrained_violation_rate
+from recipe.rlmr.experiment.gamma import GAMMA_FILES, gamma_arms, rollout_spread, write_gamma
 from recipe.rlmr.experiment.policies import POLICIES
 from recipe.rlmr.experiment.report import plot, summary_markdown, write_csv
 from recipe.rlmr.experiment.runner import Plan, arm_mode, latest_checkpoint, run_one
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         workdir, policy, args.arms, args.seeds, args.steps, args.device, policy_path, args.overrides, args.timeout_s
     )
-    plan = replace(plan, save_freq=args.save_freq, resume=args.resume, dump_rollouts=args.dump_rollouts)
+    gamma_sweep = len(gamma_arms(args.arms)) >= 2
+    # a gamma sweep reads step 1's rollouts for the compliant answers' spread that gamma is measured against
+    plan = replace(plan, save_freq=args.save_freq, resume=args.resume, dump_rollouts=args.dump_rollouts or gamma_sweep)
     if sweep:
         plan = replace(plan, data="word_limit_categories", reward_model="scaled", dump_rollouts=True)
     finished_runs: list[tuple[str, int, Path]] = []
@@ -279,6 +282,17 @@ def main(argv: list[str] | None = None) -> int:
         write_sweep(workdir, finished_runs, rows, sweep_header, sweep_title)
         print("\n" + (workdir / "sweep.md").read_text())
         names[3:3] = ["sweep.csv", "sweep.md", "tradeoff.png"]
+    if gamma_sweep:
+        spread = nanmean(
+            rollout_spread(plan.run_dir(arm, seed)) for seed in args.seeds for arm in gamma_arms(args.arms)
+        )
+        gamma_header = (
+            f"# RLMR gamma sweep: {policy.name} on {args.device}\n\n'fewer than {policy.word_limit} words'; "
+            f"writing RM: {rm_text}; {args.steps} steps; seeds {', '.join(map(str, args.seeds))}."
+        )
+        write_gamma(workdir, rows, spread, gamma_header, policy.word_limit)
+        print("\n" + (workdir / "gamma.md").read_text())
+        names[3:3] = list(GAMMA_FILES)
     print(f"finished in {time.monotonic() - started:.0f} s")
     for name in names:
         print(f"  {name}: {workdir / name}")
