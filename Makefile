@@ -25,9 +25,11 @@ test: $(STAMP)
 gpu-stacks: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python .ci/check_gpu_stacks.py
 
-# docs/config.md and docs/reward_info.md, generated from the schemas (a test checks they are current).
+# docs/config.md, docs/reward_info.md and docs/pipeline_presets.md, generated from the declarations
+# (a test checks they are current).
 docs: $(STAMP)
 	$(BIN)/python -m recipe.rlmr.dev.gen_docs
+	$(BIN)/python -m recipe.rlmr.pipeline.gen_docs
 
 # ruff (config in ruff.toml): CI runs it before the tests.
 lint: $(STAMP)

@@ -4,7 +4,9 @@
 
 - ``docs/config.md``: every key of ``algorithm.rlmr`` (``recipe/rlmr/schema.py``) and ``reward.rlmr``
   (``rewards/config.py``), from the pydantic schemas: type, default, description;
-- ``docs/reward_info.md``: the per-trajectory ``reward_extra_info`` keys (``rewards/reward_info.py``).
+- ``docs/reward_info.md``: the per-trajectory ``reward_extra_info`` keys (``rewards/reward_info.py``);
+- ``docs/pipeline_presets.md``: the pipeline's presets, by ``python -m recipe.rlmr.pipeline.gen_docs`` (the
+  pipeline room builds its own page and hands it to ``main`` here: this room does not import that one).
 
 ``--check`` writes nothing and exits 1 when a committed page differs from what would be generated
 (the test suite runs it, so the pages cannot drift from the code).
@@ -16,6 +18,7 @@ import argparse
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -104,12 +107,13 @@ def reward_info_page() -> str:
 PAGES = {"docs/config.md": config_page, "docs/reward_info.md": reward_info_page}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pages: dict[str, Callable[[], str]] | None = None) -> int:
+    """Write (or ``--check``) ``pages``: {path under the repository: builder of its text}; default ``PAGES``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed page is out of date")
     args = parser.parse_args(argv)
     stale = []
-    for relative, build in PAGES.items():
+    for relative, build in (PAGES if pages is None else pages).items():
         path, text = ROOT / relative, build()
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:

