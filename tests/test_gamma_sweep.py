@@ -16,6 +16,7 @@ from recipe.rlmr.experiment.gamma import (
     COLUMNS,
     gamma_arms,
     gamma_rows,
+    rollout_lengths,
     rollout_spread,
     step_one_spread,
     write_gamma,
@@ -47,10 +48,12 @@ def test_gamma_rows_put_both_modes_on_one_axis_of_compliant_stds(tmp_path):
         assert row["words"] == pytest.approx(edge_means(rows, row["arm"], WORDS)[1])
         assert row["violation_rate"] == pytest.approx(edge_means(rows, row["arm"], VIOLATION)[1])
         assert math.isnan(row["compliant_score"])  # not logged in these rows: NaN, not 0
-    write_gamma(tmp_path, rows, 0.5, "# sweep", word_limit=50)
+    write_gamma(tmp_path, rows, 0.5, "# sweep", word_limit=50, lengths={"rlmr@1": (30.0, 10.0)})
     text = (tmp_path / "gamma.md").read_text()
     assert "| rlmr@1 | absolute | 1 | 2.00 | 0.261 | 19.0 |" in text and (tmp_path / "gamma.png").stat().st_size > 0
-    assert (tmp_path / "gamma.csv").read_text().splitlines()[0].split(",")[4:] == [c for _, c, _, _ in COLUMNS]
+    assert "| 10.0 | 2.00 |" in text  # limit gap (50 - 30) / 10
+    header = (tmp_path / "gamma.csv").read_text().splitlines()[0].split(",")
+    assert header[4:] == [c for _, c, _, _ in COLUMNS] + ["words_std", "limit_gap"]
 
 
 @given(
@@ -84,6 +87,10 @@ def test_rollout_spread_reads_step_one_and_recomputes_verdicts(tmp_path):
     ]
     (tmp_path / "rollouts" / "1.jsonl").write_text("\n".join(lines) + "\n")
     assert rollout_spread(tmp_path) == pytest.approx(0.5)
+    mean_words, words_std = rollout_lengths([tmp_path], steps=[1])
+    assert mean_words == pytest.approx((2 + 3 + 5 + 1) / 4)
+    assert words_std == pytest.approx((statistics.pstdev([2, 3, 5]) + 0.0) / 2)  # g1 and g2, violators included
+    assert math.isnan(rollout_lengths([tmp_path], steps=[2])[0])
     assert math.isnan(rollout_spread(tmp_path / "nothing"))
 
 

@@ -26,8 +26,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from recipe.rlmr.experiment.aggregate import nanmean, run_rows, untrained_violation_rate
-from recipe.rlmr.experiment.gamma import GAMMA_FILES, gamma_arms, rollout_spread, write_gamma
+from recipe.rlmr.experiment.aggregate import EDGE, nanmean, run_rows, untrained_violation_rate
+from recipe.rlmr.experiment.gamma import GAMMA_FILES, gamma_arms, rollout_lengths, rollout_spread, write_gamma
 from recipe.rlmr.experiment.policies import POLICIES
 from recipe.rlmr.experiment.report import plot, summary_markdown, write_csv
 from recipe.rlmr.experiment.runner import Plan, arm_mode, latest_checkpoint, run_one
@@ -290,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             f"# RLMR gamma sweep: {policy.name} on {args.device}\n\n'fewer than {policy.word_limit} words'; "
             f"writing RM: {rm_text}; {args.steps} steps; seeds {', '.join(map(str, args.seeds))}."
         )
-        write_gamma(workdir, rows, spread, gamma_header, policy.word_limit)
+        lengths = {}
+        for arm in gamma_arms(args.arms):
+            logged = sorted({int(r["step"]) for r in rows if r["arm"] == arm})
+            run_dirs = [plan.run_dir(arm, seed) for seed in args.seeds]
+            lengths[arm] = rollout_lengths(run_dirs, logged[-EDGE:])
+        write_gamma(workdir, rows, spread, gamma_header, policy.word_limit, lengths)
         print("\n" + (workdir / "gamma.md").read_text())
         names[3:3] = list(GAMMA_FILES)
     print(f"finished in {time.monotonic() - started:.0f} s")

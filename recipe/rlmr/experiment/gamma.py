@@ -9,6 +9,15 @@ column the mean over the arm's last ``EDGE`` logged steps (seeds pooled, NaN ski
 
 so arms of the two modes land on one axis: how many compliant-answer standard deviations below the
 penalised group mean the best violator is asked to end.
+
+Length, read from the dumped rollouts of the same last steps: the within-group std of the answers'
+word counts and the gap to the limit in those stds,
+
+    limit gap = (word limit - mean words) / within-group words std
+
+A policy whose lengths spread by s words can only keep its violation rate low with its mean about
+z * s below the limit (z ~ 1 for one answer in six over it), whatever gamma asks: this column says
+how much of "settling below the limit" that spread accounts for.
 """
 
 from __future__ import annotations
@@ -39,11 +48,17 @@ def gamma_arms(arms: Sequence[str]) -> list[str]:
     return [arm for arm in arms if parse_arm(arm).mode == "rlmr" and parse_arm(arm).value is not None]
 
 
-def gamma_rows(rows: Sequence[Mapping], compliant_spread: float) -> list[dict]:
+def gamma_rows(
+    rows: Sequence[Mapping],
+    compliant_spread: float,
+    lengths: Mapping[str, tuple[float, float]] | None = None,
+    word_limit: int | None = None,
+) -> list[dict]:
     """One row per gamma arm: its gamma, mode, margin ratio and each ``COLUMNS`` value over the last steps.
 
     ``compliant_spread``: the compliant answers' within-group score std at step 1 (``step_one_spread``),
-    the untrained policy's, shared by every arm of a seed."""
+    the untrained policy's, shared by every arm of a seed. ``lengths``: {arm: ``rollout_lengths``} over its last
+    steps, which adds ``words_std`` and ``limit_gap`` (NaN without it)."""
     table = []
     for arm in gamma_arms(arms_in(rows)):
         parsed = parse_arm(arm)
@@ -56,6 +71,9 @@ def gamma_rows(rows: Sequence[Mapping], compliant_spread: float) -> list[dict]:
         }
         for tag, column, _, _ in COLUMNS:
             row[column] = edge_means(rows, arm, tag)[1]
+        mean_words, words_std = (lengths or {}).get(arm, (math.nan, math.nan))
+        row["words_std"] = words_std
+        row["limit_gap"] = (word_limit - mean_words) / words_std if word_limit and words_std > 0 else math.nan
         table.append(row)
     return sorted(table, key=lambda r: (r["margin_in_spreads"], r["mode"]))
 
@@ -92,6 +110,26 @@ def rollout_spread(run_dir: Path) -> float:
     )
 
 
+def rollout_lengths(run_dirs: Sequence[Path], steps: Sequence[int]) -> tuple[float, float]:
+    """(mean words, mean within-group std of words) over the given steps' dumped rollouts of the runs."""
+    from recipe.rlmr.experiment.sweep import read_rollouts, verdict_and_words
+
+    words, stds = [], []
+    for run_dir in run_dirs:
+        for step, records in read_rollouts(run_dir).items():
+            if step not in steps:
+                continue
+            groups: dict[str, list[int]] = {}
+            for record in records:
+                count = verdict_and_words(record)[1]
+                words.append(count)
+                groups.setdefault(record.get("uid", record["input"]).split("_")[0], []).append(count)
+            for counts in groups.values():
+                mean = sum(counts) / len(counts)
+                stds.append(math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)))
+    return nanmean(words), nanmean(stds)
+
+
 def gamma_markdown(table: Sequence[Mapping], compliant_spread: float, header: str) -> str:
     lines = [
         header,
@@ -99,11 +137,14 @@ def gamma_markdown(table: Sequence[Mapping], compliant_spread: float, header: st
         f"Step 1's compliant answers (the untrained policy): within-group writing-score std {compliant_spread:.3f}. "
         f"Each cell: the mean over the arm's last {EDGE} steps.",
         "",
-        "| arm | mode | gamma | margin in compliant stds | " + " | ".join(title for _, _, title, _ in COLUMNS) + " |",
-        "|---|---|---|---|" + "---|" * len(COLUMNS),
+        "| arm | mode | gamma | margin in compliant stds | "
+        + " | ".join(title for _, _, title, _ in COLUMNS)
+        + " | words std (within group) | limit gap in words stds |",
+        "|---|---|---|---|" + "---|" * (len(COLUMNS) + 2),
     ]
     for row in table:
-        cells = ["-" if math.isnan(row[c]) else fmt.format(row[c]) for _, c, _, fmt in COLUMNS]
+        formats = [(c, fmt) for _, c, _, fmt in COLUMNS] + [("words_std", "{:.1f}"), ("limit_gap", "{:.2f}")]
+        cells = ["-" if math.isnan(row[c]) else fmt.format(row[c]) for c, fmt in formats]
         lines.append(
             f"| {row['arm']} | {row['mode']} | {row['gamma']:g} | {row['margin_in_spreads']:.2f} | "
             + " | ".join(cells)
@@ -112,9 +153,16 @@ def gamma_markdown(table: Sequence[Mapping], compliant_spread: float, header: st
     return "\n".join(lines) + "\n"
 
 
-def write_gamma(workdir: Path, rows: Sequence[Mapping], compliant_spread: float, header: str, word_limit: int) -> None:
-    table = gamma_rows(rows, compliant_spread)
-    columns = ["arm", "mode", "gamma", "margin_in_spreads"] + [c for _, c, _, _ in COLUMNS]
+def write_gamma(
+    workdir: Path,
+    rows: Sequence[Mapping],
+    compliant_spread: float,
+    header: str,
+    word_limit: int,
+    lengths: Mapping[str, tuple[float, float]] | None = None,
+) -> None:
+    table = gamma_rows(rows, compliant_spread, lengths, word_limit)
+    columns = ["arm", "mode", "gamma", "margin_in_spreads"] + [c for _, c, _, _ in COLUMNS] + ["words_std", "limit_gap"]
     with open(workdir / "gamma.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
