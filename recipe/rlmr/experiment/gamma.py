@@ -36,7 +36,7 @@ COLUMNS = [
     ("rlmr/violation_rate", "violation_rate", "violation rate", "{:.3f}"),
     ("rlmr/response_words_mean", "words", "words (mean)", "{:.1f}"),
     ("rlmr/writing_score_compliant_mean", "compliant_score", "writing score (compliant)", "{:.3f}"),
-    ("rlmr/adv_compliant_std", "compliant_adv_std", "compliant answers' advantage spread", "{:.3f}"),
+    ("rlmr/adv_compliant_std", "compliant_adv_std", "advantage spread (compliant)", "{:.3f}"),
     ("rlmr/adv_violators_mean", "violators_adv", "violators' mean advantage", "{:+.3f}"),
     ("rlmr/margin_mean", "margin", "margin asked (RM units)", "{:.3f}"),
     ("rlmr/delta_mean", "delta", "delta (mixed groups)", "{:.3f}"),
@@ -179,6 +179,7 @@ def plot_gamma(table: Sequence[Mapping], path: Path, word_limit: int) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     panels = [COLUMNS[0], COLUMNS[1], COLUMNS[2], COLUMNS[3]]
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
@@ -198,10 +199,14 @@ def plot_gamma(table: Sequence[Mapping], path: Path, word_limit: int) -> None:
         if column == "words":
             axis.axhline(word_limit, color="grey", linestyle="--", linewidth=1, label="limit")
         axis.set_xscale("log")
-        axis.set_xlabel("margin in compliant stds (gamma / spread)")
-        axis.set_title(f"{title}, last {EDGE} steps")
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())  # the log axis' minor labels crowd each other
+        axis.set_ylim(bottom=0)  # small differences stay small on the page
+        axis.set_xlabel("margin in compliant stds")
+        axis.set_title(title, fontsize="medium")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
+    figure.suptitle(f"each point: one arm, mean of its last {EDGE} steps; label: gamma", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
