@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -45,7 +46,12 @@ COLUMNS = [
 
 def gamma_arms(arms: Sequence[str]) -> list[str]:
     """The arms that set gamma (``rlmr@G``, ``rlmr@Gsd``), in their order."""
-    return [arm for arm in arms if parse_arm(arm).mode == "rlmr" and parse_arm(arm).value is not None]
+    return [arm for arm in arms if (parsed := parse_arm(arm)).mode == "rlmr" and parsed.value is not None]
+
+
+def group_of(record: Mapping) -> str:
+    """A dumped response's group: verl's uid is ``<prompt uid>_<sample>_<turn>``; the prompt text without one."""
+    return record["uid"].split("_")[0] if "uid" in record else record["input"]
 
 
 def gamma_rows(
@@ -85,12 +91,7 @@ def step_one_spread(step_one: Sequence[Mapping]) -> float:
     for record in step_one:
         if not record["violates"]:
             groups.setdefault(record["group"], []).append(float(record["score"]))
-    stds = []
-    for scores in groups.values():
-        if len(scores) >= 2:
-            mean = sum(scores) / len(scores)
-            stds.append(math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores)))
-    return nanmean(stds)
+    return nanmean(statistics.pstdev(scores) for scores in groups.values() if len(scores) >= 2)
 
 
 def rollout_spread(run_dir: Path) -> float:
@@ -101,7 +102,7 @@ def rollout_spread(run_dir: Path) -> float:
     return step_one_spread(
         [
             {
-                "group": r.get("uid", r["input"]).split("_")[0],
+                "group": group_of(r),
                 "score": r["score"],
                 "violates": not verdict_and_words(r)[0],
             }
@@ -123,10 +124,8 @@ def rollout_lengths(run_dirs: Sequence[Path], steps: Sequence[int]) -> tuple[flo
             for record in records:
                 count = verdict_and_words(record)[1]
                 words.append(count)
-                groups.setdefault(record.get("uid", record["input"]).split("_")[0], []).append(count)
-            for counts in groups.values():
-                mean = sum(counts) / len(counts)
-                stds.append(math.sqrt(sum((c - mean) ** 2 for c in counts) / len(counts)))
+                groups.setdefault(group_of(record), []).append(count)
+            stds += [statistics.pstdev(counts) for counts in groups.values()]
     return nanmean(words), nanmean(stds)
 
 
@@ -181,7 +180,7 @@ def plot_gamma(table: Sequence[Mapping], path: Path, word_limit: int) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    panels = [COLUMNS[0], COLUMNS[1], COLUMNS[2], COLUMNS[3]]
+    panels = COLUMNS[:4]  # violation rate, words, compliant score, compliant advantage spread
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
     for axis, (_, column, title, _) in zip(axes, panels, strict=True):
         for index, mode in enumerate(("absolute", "relative")):
