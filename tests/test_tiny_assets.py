@@ -51,3 +51,38 @@ def test_judge_constraint_is_added_to_every_prompt_of_both_sets(tmp_path):
                 new_spec = ConstraintSpec.parse(new["reward_model"]["ground_truth"])
                 assert new_spec.rules == old_spec.rules and not old_spec.judged
                 assert [c.text for c in new_spec.judged] == [ON_TOPIC]
+
+
+def test_word_answers_are_words_of_every_length_with_commas_and_periods_sometimes():
+    import random
+
+    from evaluation.referee import words_of
+    from recipe.rlmr.dev.tiny_assets import ANSWER_WORDS, word_answer
+
+    rng = random.Random(0)
+    answers = [word_answer(rng, ANSWER_WORDS) for _ in range(2000)]
+    assert {len(words_of(a)) for a in answers} == set(range(2, 31))
+    assert all(set(words_of(a)) <= set(ANSWER_WORDS) for a in answers)
+    with_comma = sum("," in a for a in answers) / len(answers)
+    with_period = sum(a.endswith(".") for a in answers) / len(answers)
+    assert 0.25 < with_comma < 0.35 and 0.55 < with_period < 0.65
+
+
+def test_word_policy_is_deterministic_avoids_the_prompts_words_and_needs_prompts(tmp_path, monkeypatch):
+    import pytest
+
+    from recipe.rlmr.dev import tiny_assets
+
+    prompts = ["Write a song about the sea and the moon.", "Write a poem about a blue door."]
+    seen: list[str] = []
+    real = tiny_assets.word_answer
+    monkeypatch.setattr(tiny_assets, "word_answer", lambda rng, words: seen.extend(words) or real(rng, words))
+    first = tiny_assets.build_word_policy(tmp_path / "a", prompts, seed=3, steps=2, batch_size=2)
+    second = tiny_assets.build_word_policy(tmp_path / "b", prompts, seed=3, steps=2, batch_size=2)
+    assert seen and not {"sea", "moon", "the", "blue", "door", "a"} & set(seen)
+    one, two = (AutoModelForCausalLM.from_pretrained(str(p)).state_dict() for p in (first, second))
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    untrained = AutoModelForCausalLM.from_pretrained(str(build_policy_model(tmp_path / "c", seed=3))).state_dict()
+    assert any(not torch.equal(one[k], untrained[k]) for k in one)  # the steps changed the weights
+    with pytest.raises(ValueError, match="at least one prompt"):
+        tiny_assets.build_word_policy(tmp_path / "d", [], seed=3)

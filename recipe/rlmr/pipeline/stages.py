@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,9 @@ def rm_base(work: Path, preset) -> Path:
 
 def run_rm(work: Path, preset) -> dict:
     out = work / "rm"
+    # a rerun (--from rm, or a run killed while training) trains afresh: train_rm refuses a folder that
+    # already holds checkpoints, and an earlier preset's model must not be evaluated as this one's
+    shutil.rmtree(out / "model", ignore_errors=True)
     base = rm_base(work, preset)
     pairs = work / "pairs"
     command = [sys.executable, "-m", "rewards.train_rm", "--model", str(base), "--train", str(pairs / "train.jsonl")]
@@ -208,8 +212,17 @@ class GateError(RuntimeError):
 
 
 def eval_rm(model: Path, pairs: Path, output: Path, log: Path) -> dict:
-    command = [sys.executable, "-m", "rewards.eval_rm", "--model", str(model), "--pairs", str(pairs)]
-    run_command([*command, "--output", str(output), "--no-progress"], log, "rewards.eval_rm")
+    """``python -m rewards.eval_rm`` in this process (its own entry point; a subprocess spent ~6 s of each
+    call importing torch), its printout in ``log``; a failure names the command and the log's tail."""
+    from rewards.rm_training.eval_cli import main as eval_rm_main
+
+    argv = ["--model", str(model), "--pairs", str(pairs), "--output", str(output), "--no-progress"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        code = eval_rm_main(argv)
+    if code != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"rewards.eval_rm failed (exit {code}): {' '.join(argv)}\n--- {log} (tail) ---\n{tail}")
     return json.loads(output.read_text())
 
 
@@ -218,18 +231,23 @@ def eval_rm(model: Path, pairs: Path, output: Path, log: Path) -> dict:
 
 def policy_path(work: Path, preset) -> Path:
     """The base policy folder (built or converted once under ``WORKDIR/assets``)."""
-    if preset.policy == "tiny":
+    if preset.policy in ("tiny", "tiny_words"):
         from recipe.rlmr.dev import tiny_assets
 
         target = work / "assets" / "policy"
         if not (target / "config.json").exists():
-            tiny_assets.build_policy_model(target, seed=preset.seed)
+            if preset.policy == "tiny":
+                tiny_assets.build_policy_model(target, seed=preset.seed)
+            else:  # taught to write words on the training prompts only (held-out ones stay unseen)
+                print("[pipeline]   teaching the tiny policy to write words (about 20 s) ...", flush=True)
+                prompts = [row["prompt"] for row in read_jsonl(work / "prompts" / "train.jsonl")]
+                tiny_assets.build_word_policy(target, prompts, seed=preset.seed)
         return target
     if preset.policy == "smollm2":
         from recipe.rlmr.dev.smollm2 import convert
 
         return Path(convert(work / "assets" / "smollm2"))
-    raise ValueError(f"policy must be 'tiny' or 'smollm2', got {preset.policy!r}")
+    raise ValueError(f"policy must be 'tiny', 'tiny_words' or 'smollm2', got {preset.policy!r}")
 
 
 def arm_plan(work: Path, preset):
