@@ -216,3 +216,40 @@ def test_the_rm_stage_trains_afresh_when_it_runs_again(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "eval_rm", lambda *args: report)
     stages.run_rm(tmp_path, PRESETS["quick"])
     assert seen == [False]
+
+
+def test_merge_runs_verls_merger_in_process_and_puts_the_float32_weights_back(tmp_path):
+    """A one-rank FSDP checkpoint of the tiny policy (plain tensors, as verl's merger accepts): verl's merger
+    alone rounds the weights to bfloat16; ``merge_fp32`` ends bit-equal to the checkpoint, saved as float32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recipe.rlmr.dev.tiny_assets import build_policy_model
+    from recipe.rlmr.pipeline.merge import merge_fp32, verl_merge
+
+    source = build_policy_model(tmp_path / "policy")
+    actor = tmp_path / "global_step_2" / "actor"
+    (actor / "huggingface").mkdir(parents=True)
+    model = AutoModelForCausalLM.from_pretrained(str(source))
+    model.config.save_pretrained(actor / "huggingface")
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(actor / "huggingface")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(state, actor / "model_world_size_1_rank_0.pt")
+    (actor / "fsdp_config.json").write_text(json.dumps({"FSDP_version": 2, "world_size": 1}))
+
+    verl_merge(
+        ["merge", "--backend", "fsdp", "--local_dir", str(actor), "--target_dir", str(tmp_path / "bf16")],
+        tmp_path / "a.log",
+    )
+    rounded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "bf16"), dtype=torch.float32).state_dict()
+    assert any(not torch.equal(rounded[k], v) for k, v in state.items() if k in rounded)
+
+    assert merge_fp32(actor, tmp_path / "merged", tmp_path / "b.log") == 0.0
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["dtype"] == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).state_dict()
+    assert all(torch.equal(merged[k], v) for k, v in state.items() if k in merged)
+    with pytest.raises(RuntimeError, match="verl.model_merger merge .* failed"):
+        verl_merge(
+            ["merge", "--backend", "fsdp", "--local_dir", str(tmp_path), "--target_dir", str(tmp_path / "x")],
+            tmp_path / "c.log",
+        )

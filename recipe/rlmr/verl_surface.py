@@ -33,6 +33,20 @@ class Joint:
 
 JOINTS: tuple[Joint, ...] = (
     Joint(
+        "verl.model_merger.base_model_merger",
+        "parse_args",
+        "recipe/rlmr/pipeline/merge.py",
+        "the pipeline's merge runs `python -m verl.model_merger` in-process: this parser reads sys.argv",
+        params=(),
+    ),
+    Joint(
+        "verl.model_merger.base_model_merger",
+        "generate_config_from_args",
+        "recipe/rlmr/pipeline/merge.py",
+        "turns that parser's namespace into the ModelMergerConfig the FSDP merger takes",
+        params=("args",),
+    ),
+    Joint(
         "verl.trainer.ppo.v1.trainer_base",
         "PPOTrainer._compute_advantage",
         "recipe/rlmr/trainer.py",

@@ -35,15 +35,39 @@ def checkpoint_state_dict(actor_dir: Path) -> dict:
     return merged
 
 
+def verl_merge(argv: list[str], log: Path) -> None:
+    """``python -m verl.model_merger ARGV`` run in this process (verl's own parser, config and FSDP merger;
+    the pipeline has verl imported already, where a subprocess spent ~7 s importing it), output in ``log``."""
+    import contextlib
+
+    from verl.model_merger.base_model_merger import generate_config_from_args, parse_args
+    from verl.model_merger.fsdp_model_merger import FSDPModelMerger
+
+    command = f"python -m verl.model_merger {' '.join(argv)}"
+    saved = sys.argv
+    sys.argv = ["verl.model_merger", *argv]  # verl's parse_args reads sys.argv
+    try:
+        config = generate_config_from_args(parse_args())
+    finally:
+        sys.argv = saved
+    if config.backend != "fsdp":
+        raise ValueError(f"{command}: only the fsdp backend is merged here")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        try:
+            merger = FSDPModelMerger(config)
+            merger.merge_and_save()
+            merger.cleanup()
+        except Exception as err:
+            raise RuntimeError(f"{command} failed: {err}; log: {log}") from err
+
+
 def merge_fp32(actor_dir: Path, target: Path, log: Path) -> float:
     """verl's merge into ``target``, then the checkpoint's float32 weights (module docstring)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from recipe.rlmr.pipeline.stages import run_command
-
-    command = [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp"]
-    run_command([*command, "--local_dir", str(actor_dir), "--target_dir", str(target)], log, "verl.model_merger")
+    verl_merge(["merge", "--backend", "fsdp", "--local_dir", str(actor_dir), "--target_dir", str(target)], log)
     state = checkpoint_state_dict(actor_dir)
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
