@@ -253,3 +253,17 @@ def test_merge_runs_verls_merger_in_process_and_puts_the_float32_weights_back(tm
             ["merge", "--backend", "fsdp", "--local_dir", str(tmp_path), "--target_dir", str(tmp_path / "x")],
             tmp_path / "c.log",
         )
+
+
+def test_a_stage_that_generates_again_answers_afresh(tmp_path, monkeypatch):
+    """``evaluation generate`` resumes into an existing file; the pipeline's stages must not, or a retrained
+    model (``--from arms``) would be scored on the earlier model's answers."""
+    import evaluation.cli
+    from recipe.rlmr.pipeline import stages
+
+    output = tmp_path / "heldout.responses.jsonl"
+    output.write_text('{"key": 1, "prompt": "p", "response": "the earlier model"}\n')
+    existed = []
+    monkeypatch.setattr(evaluation.cli, "main", lambda argv: existed.append(output.exists()) or 0)
+    stages.generate("http://127.0.0.1:9", tmp_path / "prompts.jsonl", output, PRESETS["quick"])
+    assert existed == [False]

@@ -11,8 +11,23 @@ is returned (0.0 when exact).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def quiet_mesh_warnings():
+    """torch warns on the terminal, once per loaded shard, that a pickled DeviceMesh has no process group:
+    true and harmless off the training job, so silenced while checkpoints are read."""
+    mesh_logger = logging.getLogger("torch.distributed.device_mesh")
+    level = mesh_logger.level
+    mesh_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        mesh_logger.setLevel(level)
 
 
 def checkpoint_state_dict(actor_dir: Path) -> dict:
@@ -23,7 +38,8 @@ def checkpoint_state_dict(actor_dir: Path) -> dict:
     shards = sorted(Path(actor_dir).glob("model_world_size_*_rank_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
     if not shards:
         raise FileNotFoundError(f"{actor_dir}: no model_world_size_*_rank_*.pt shards (an FSDP actor checkpoint?)")
-    states = [torch.load(path, map_location="cpu", weights_only=False) for path in shards]
+    with quiet_mesh_warnings():
+        states = [torch.load(path, map_location="cpu", weights_only=False) for path in shards]
     merged = {}
     for key, first in states[0].items():
         if isinstance(first, DTensor):
@@ -55,9 +71,10 @@ def verl_merge(argv: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         try:
-            merger = FSDPModelMerger(config)
-            merger.merge_and_save()
-            merger.cleanup()
+            with quiet_mesh_warnings():
+                merger = FSDPModelMerger(config)
+                merger.merge_and_save()
+                merger.cleanup()
         except Exception as err:
             raise RuntimeError(f"{command} failed: {err}; log: {log}") from err
 

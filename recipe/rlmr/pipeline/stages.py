@@ -60,6 +60,9 @@ def generate(url: str, prompts: Path, output: Path, preset, n: int = 1, temperat
     from evaluation.cli import main as evaluation
 
     temperature = preset.eval_temperature if temperature is None else temperature
+    # generate resumes into an existing file; a stage that runs again (--from, or after a kill) answers afresh,
+    # or a retrained model's evaluation would keep the earlier model's answers
+    output.unlink(missing_ok=True)
     argv = ["generate", "--base-url", url, "--model", POLICY_NAME, "--prompts", str(prompts), "--output", str(output)]
     argv += ["--n", str(n), "--temperature", str(temperature), "--seed", str(preset.seed)]
     argv += ["--max-tokens", str(preset.response_length), "--no-progress"]
