@@ -239,11 +239,8 @@ def verl_serves_rm(config: Any) -> bool:
     return bool(reward_model is not None and reward_model.get("enable", False))
 
 
-def writing_rm_problems(settings: RewardConfig, verl_serves: bool, require_rm: bool = True) -> list[str]:
-    """What is missing for the `rlmr` manager to reach a writing RM; one message per broken rule.
-
-    ``require_rm=False`` leaves out "no writing RM at all", which only the manager (and the dry run, for
-    the launch scripts) enforce: a config composed without one (``--cfg job``, tests) stays valid."""
+def writing_rm_problems(settings: RewardConfig, verl_serves: bool) -> list[str]:
+    """What is missing for the `rlmr` manager to reach a writing RM; one message per broken rule."""
     rm = settings.writing_rm
     problems = []
     if rm.url:
@@ -253,7 +250,7 @@ def writing_rm_problems(settings: RewardConfig, verl_serves: bool, require_rm: b
             )
         if rm.model is None:
             problems.append("reward.rlmr.writing_rm.model must name the served reward model")
-    elif require_rm and not verl_serves:
+    elif not verl_serves:
         problems.append(
             "no writing reward model: set reward.rlmr.writing_rm.url (+ model, tokenizer) for an external server, "
             "or reward.reward_model.enable=True for one served by verl"
@@ -267,4 +264,4 @@ def reward_rules(config: Any) -> list[str]:
     with every other rule; the manager and the preflight use ``writing_rm_problems`` directly."""
     if not uses_rlmr_rewards(config):
         return []
-    return writing_rm_problems(RewardConfig.from_verl(config), verl_serves_rm(config), require_rm=False)
+    return writing_rm_problems(RewardConfig.from_verl(config), verl_serves_rm(config))

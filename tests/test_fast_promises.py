@@ -171,6 +171,10 @@ VERL_VALID = [
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
     "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1",
+    # a launch needs a writing RM (check_config); this one is never contacted here
+    "reward.rlmr.writing_rm.url=http://127.0.0.1:9",
+    "reward.rlmr.writing_rm.model=rm",
+    "reward.rlmr.writing_rm.tokenizer=rm-tokenizer",
 ]
 
 

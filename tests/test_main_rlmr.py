@@ -41,8 +41,28 @@ def test_entry_point_prints_the_composed_rlmr_config(tmp_path):
         assert expected in out
 
 
-def test_defaults_pass():
-    validate_rlmr_config(config())
+# a launch needs a writing RM; the recipe's defaults name none (each user's own server or folder)
+WITH_RM = (
+    "reward.rlmr.writing_rm.url=http://127.0.0.1:9",
+    "reward.rlmr.writing_rm.model=rm",
+    "reward.rlmr.writing_rm.tokenizer=rm-tokenizer",
+)
+
+
+def test_defaults_pass_once_a_writing_rm_is_named():
+    validate_rlmr_config(config(*WITH_RM))
+    validate_rlmr_config(config("reward.reward_model.enable=true", "reward.reward_model.enable_resource_pool=true"))
+    with pytest.raises(ValueError, match="no writing reward model: set reward.rlmr.writing_rm.url"):
+        validate_rlmr_config(config())
+
+
+@pytest.mark.parametrize(
+    "legacy", ["reward_model.enable=true", "custom_reward_function.path=/tmp/reward.py", "reward_model.model.path=m"]
+)
+def test_verls_ignored_legacy_keys_are_refused_at_launch(legacy):
+    """verl 0.9.1 declares its old top-level reward keys and ignores them; every entry refuses a value set there."""
+    with pytest.raises(ValueError, match=rf"legacy keys \['{legacy.split('=')[0]}'\] are silently ignored"):
+        validate_rlmr_config(config(*WITH_RM, legacy))
 
 
 @pytest.mark.parametrize(
@@ -60,4 +80,4 @@ def test_settings_rlmr_cannot_run_with_are_refused(overrides, message):
 
 
 def test_other_estimators_are_not_checked():
-    validate_rlmr_config(config("algorithm.adv_estimator=grpo", "trainer.use_v1=false"))
+    validate_rlmr_config(config(*WITH_RM, "algorithm.adv_estimator=grpo", "trainer.use_v1=false"))

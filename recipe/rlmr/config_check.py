@@ -8,9 +8,11 @@ Called by every entry point, so each refuses the same settings, before anything 
 
 - single-section: ``algorithm.rlmr`` and ``reward.rlmr`` against their schemas whenever present
   (``recipe.rlmr.schema.check_sections``: a typo fails even with another estimator);
+- verl's legacy top-level ``reward_model.*`` / ``custom_reward_function.*`` keys: verl 0.9.1 declares
+  and ignores them, so any value set there is refused (``legacy_rules``);
 - ``reward.rlmr`` with verl's ``reward`` section, for the `rlmr` manager
-  (``rewards.config.reward_rules``): a ``writing_rm.url`` needs ``model`` and ``tokenizer`` (that
-  no writing RM is set at all is refused by the dry run and, at its construction, the manager);
+  (``rewards.config.reward_rules``): a writing RM must be placed (``writing_rm.url`` or a verl-served
+  ``reward.reward_model``), and a ``writing_rm.url`` needs ``model`` and ``tokenizer``;
 - for ``algorithm.adv_estimator=rlmr``: verl's V1 trainer (``trainer.use_v1``); a verl-served RM
   only in its streaming mode (``reward.reward_model.enable_resource_pool``);
 - the CPU backend (``trainer.device=cpu``) with a trainer mode it can run: ``sync`` and
@@ -61,6 +63,28 @@ def estimator_rules(config: Any, notice: Callable[[str], None] | None = print) -
     return problems
 
 
+LEGACY_SECTIONS = ("reward_model", "custom_reward_function")
+
+
+def legacy_rules(config: Any) -> list[str]:
+    """verl 0.9.1 still declares its old top-level ``reward_model.*`` and ``custom_reward_function.*`` keys
+    (every default null) and ignores them: a value set there would be silently dropped, so it is refused."""
+    changed: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if hasattr(node, "items"):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif node is not None:
+            changed.append(path)
+
+    for section in LEGACY_SECTIONS:
+        walk(_get(config, section), section)
+    if not changed:
+        return []
+    return [f"legacy keys {sorted(changed)} are silently ignored by verl 0.9.1: use the reward.* group instead"]
+
+
 def platform_rules(config: Any) -> list[str]:
     """What the opt-in CPU backend cannot run, refused at launch rather than after the workers start."""
     if str(_get(config, "trainer.device", "cuda")) != "cpu":
@@ -81,7 +105,7 @@ def check_config(config: Any, notice: Callable[[str], None] | None = print) -> t
 
     ``notice`` prints what is allowed but worth saying (None: silent, as in the trainer, after the driver said it)."""
     rlmr, reward = check_sections(config)  # the cross-section rules read valid sections
-    problems = reward_rules(config) + estimator_rules(config, notice) + platform_rules(config)
+    problems = legacy_rules(config) + reward_rules(config) + estimator_rules(config, notice) + platform_rules(config)
     if problems:
         raise ConfigError("\n".join(problems))
     return rlmr, reward

@@ -3,11 +3,11 @@
     python -m recipe.rlmr.dry_run [--preflight] [hydra overrides...]
 
 Composes ``rlmr_trainer`` with the overrides against the installed verl (an unknown or misspelled
-key fails here, as Hydra's struct mode refuses it), refuses verl's legacy top-level
-``reward_model.*`` / ``custom_reward_function.*`` keys (verl 0.9.1 silently ignores them), runs
-verl's ``validate_config``, builds verl's rollout config dataclass, runs every rule the run checks
-(``recipe.rlmr.config_check.check_config``, the same function the trainer and ``main_rlmr`` call),
-checks that a writing reward model is placed, and prints the settings that matter. No Ray, no GPU.
+key fails here, as Hydra's struct mode refuses it), runs verl's ``validate_config``, builds verl's
+rollout config dataclass, runs every rule the run checks (``recipe.rlmr.config_check.check_config``,
+the same function the trainer and ``main_rlmr`` call: verl's ignored legacy keys, a writing RM placed,
+...; the dry run has no rule of its own, so it refuses exactly what a launch refuses) and prints the
+settings that matter. No Ray, no GPU.
 
 The reward endpoints are not contacted (a dry run works on a laptop far from the cluster's servers)
 unless ``--preflight`` is given (``PREFLIGHT=1`` in the launch scripts): then ``rewards.preflight``
@@ -20,13 +20,12 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import recipe.rlmr
 from recipe.rlmr.config_check import check_config
 
 CONFIG_DIR = str(Path(recipe.rlmr.__file__).parent / "config")
-LEGACY_SECTIONS = ("reward_model", "custom_reward_function")
 
 
 def compose_recipe(overrides: list[str]) -> DictConfig:
@@ -35,37 +34,14 @@ def compose_recipe(overrides: list[str]) -> DictConfig:
         return compose(config_name="rlmr_trainer", overrides=overrides)
 
 
-def _changed_keys(config: DictConfig, default: DictConfig, section: str) -> list[str]:
-    ours = OmegaConf.to_container(config.get(section, {}) or {}, resolve=False)
-    base = OmegaConf.to_container(default.get(section, {}) or {}, resolve=False)
-    changed = []
-
-    def walk(a, b, path):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in a.keys() | b.keys():
-                walk(a.get(key), b.get(key), f"{path}.{key}")
-        elif a != b:
-            changed.append(path)
-
-    walk(ours, base, section)
-    return sorted(changed)
-
-
 def check(overrides: list[str]) -> DictConfig:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
     config = compose_recipe(overrides)
-    default = compose_recipe([])
-    legacy = [key for section in LEGACY_SECTIONS for key in _changed_keys(config, default, section)]
-    if legacy:
-        raise ValueError(f"legacy keys {legacy} are silently ignored by verl 0.9.1: use the reward.* group instead")
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     omega_conf_to_dataclass(config.actor_rollout_ref.rollout)  # verl's own checks of the rollout settings
-    check_config(config)  # every rule the run itself checks (recipe.rlmr.config_check)
-    # The launch scripts always need a writing RM, whatever the reward manager:
-    if not config.reward.rlmr.writing_rm.url and not config.reward.reward_model.enable:
-        raise ValueError("no writing reward model: set RM_URL (external) or RM_PATH (served by verl)")
+    check_config(config)  # every rule the run itself checks (recipe.rlmr.config_check): no rule of its own here
     return config
 
 
