@@ -60,7 +60,9 @@ def summary(config: DictConfig) -> str:
         rm_place = f"external {writing_rm.url} (model {writing_rm.model}, {writing_rm.backend or 'vllm_classify'})"
     else:
         rm_tp = rm.rollout.tensor_model_parallel_size
-        rm_place = f"served by verl: {rm.model_path} on {rm.nnodes} x {rm.n_gpus_per_node} GPUs, TP {rm_tp}"
+        rm_place = (
+            f"served by verl: {rm.model_path} on {rm.nnodes} x {rm.n_gpus_per_node} GPUs, TP {rm_tp}, {rm.rollout.name}"
+        )
     judge = (
         f"{rlmr.judge.url} (model {rlmr.judge.model})"
         if rlmr.judge.url

@@ -17,46 +17,47 @@ set -euo pipefail
 : "${TRAIN_FILES:=$DATA_DIR/train.parquet}"
 : "${VAL_FILES:=$DATA_DIR/val.parquet}"
 : "${OUTPUT_DIR:=$PWD/outputs/$EXPERIMENT}"
-: "${PROJECT_NAME:=verl_rlmr}"
 : "${EXPERIMENT_NAME:=$EXPERIMENT}"
-# The paper's hyper-parameters.
-: "${TRAIN_BATCH_SIZE:=128}"
-: "${N_SAMPLES:=8}"
-: "${LR:=1e-6}"
-: "${TEMPERATURE:=1.0}"
-: "${TOTAL_EPOCHS:=1}"
 : "${MAX_PROMPT_LENGTH:=2048}"
 : "${MAX_RESPONSE_LENGTH:=14336}"
-: "${PPO_MINI_BATCH_SIZE:=32}"
-: "${ROLLOUT_ENGINE:=vllm}"
 
 ARGS=(
     "data.train_files=$TRAIN_FILES"
     "data.val_files=$VAL_FILES"
-    "data.train_batch_size=$TRAIN_BATCH_SIZE"
     "data.max_prompt_length=$MAX_PROMPT_LENGTH"
     "data.max_response_length=$MAX_RESPONSE_LENGTH"
     "data.filter_overlong_prompts=true"
     "actor_rollout_ref.model.path=$MODEL_PATH"
     "actor_rollout_ref.model.enable_gradient_checkpointing=true"
     "actor_rollout_ref.model.use_remove_padding=true"
-    "actor_rollout_ref.actor.optim.lr=$LR"
-    "actor_rollout_ref.actor.ppo_mini_batch_size=$PPO_MINI_BATCH_SIZE"
     "actor_rollout_ref.actor.use_dynamic_bsz=true"
     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$MAX_TOKENS_PER_GPU"
-    "actor_rollout_ref.rollout.name=$ROLLOUT_ENGINE"
     "actor_rollout_ref.rollout.tensor_model_parallel_size=$ROLLOUT_TP"
     "actor_rollout_ref.rollout.gpu_memory_utilization=$GPU_MEMORY_UTILIZATION"
-    "actor_rollout_ref.rollout.n=$N_SAMPLES"
-    "actor_rollout_ref.rollout.temperature=$TEMPERATURE"
     "trainer.nnodes=$NNODES"
     "trainer.n_gpus_per_node=$GPUS_PER_NODE"
-    "trainer.total_epochs=$TOTAL_EPOCHS"
-    "trainer.project_name=$PROJECT_NAME"
     "trainer.experiment_name=$EXPERIMENT_NAME"
     "trainer.default_local_dir=$OUTPUT_DIR/checkpoints"
     "trainer.logger=[console,tensorboard]"
 )
+
+# The paper's hyper-parameters are set once, in config/rlmr_trainer.yaml (the composed config and the
+# dry run show them); each of these variables, when set, overrides one.
+declare -A PAPER_KEYS=(
+    [TRAIN_BATCH_SIZE]=data.train_batch_size
+    [N_SAMPLES]=actor_rollout_ref.rollout.n
+    [LR]=actor_rollout_ref.actor.optim.lr
+    [TEMPERATURE]=actor_rollout_ref.rollout.temperature
+    [TOTAL_EPOCHS]=trainer.total_epochs
+    [PPO_MINI_BATCH_SIZE]=actor_rollout_ref.actor.ppo_mini_batch_size
+    [ROLLOUT_ENGINE]=actor_rollout_ref.rollout.name
+    [PROJECT_NAME]=trainer.project_name
+)
+for variable in "${!PAPER_KEYS[@]}"; do
+    if [[ -n "${!variable:-}" ]]; then
+        ARGS+=("${PAPER_KEYS[$variable]}=${!variable}")
+    fi
+done
 
 if [[ "$BACKEND" == "megatron" ]]; then
     ARGS+=(
@@ -91,7 +92,7 @@ elif [[ -n "${RM_PATH:-}" ]]; then
         "reward.reward_model.enable_resource_pool=true"
         "reward.reward_model.nnodes=${RM_NNODES:-1}"
         "reward.reward_model.n_gpus_per_node=${RM_GPUS_PER_NODE:-8}"
-        "reward.reward_model.rollout.name=$ROLLOUT_ENGINE"
+        "reward.reward_model.rollout.name=\${actor_rollout_ref.rollout.name}"  # the policy's engine
         "reward.reward_model.rollout.tensor_model_parallel_size=${RM_TP:-1}"
         "reward.reward_model.rollout.free_cache_engine=false"
         "reward.custom_reward_function.path=$manager_file"
