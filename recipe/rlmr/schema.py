@@ -70,8 +70,10 @@ class RLMRConfig(StrictConfig):
     gamma: float = Field(
         1.0,
         ge=0,
-        description="Margin, in writing-RM units, by which the best-scored violator must end below the penalised "
-        "group mean. Larger means harsher penalties; 0 only guarantees 'not above the mean'.",
+        description="Margin by which the best-scored violator must end below the penalised group mean, in "
+        "gamma_mode's units. Larger means harsher penalties and flatter writing signal among "
+        "compliant answers; 0 only guarantees 'not above the mean'. 1.0 is the paper's, kept by the gamma sweep "
+        "(docs/experiment.md): smaller margins traded obedience for writing signal.",
     )
     gamma_mode: Literal["absolute", "relative"] = Field(
         "absolute",
