@@ -78,18 +78,23 @@ def test_the_dry_run_refuses_an_rm_url_without_model_or_tokenizer_with_the_prefl
 
 @pytest.mark.parametrize("mode, refused", [("sync", False), ("colocate_async", False), ("separate_async", True)])
 def test_the_cpu_backend_refuses_separate_async_at_launch_with_the_reason(mode, refused):
-    """tests/test_trainer_modes_e2e.py runs colocate_async on CPU; separate_async needs a GPU checkpoint engine."""
-    from recipe.rlmr.config_check import platform_rules
+    """tests/test_trainer_modes_e2e.py runs colocate_async on CPU; separate_async needs a GPU checkpoint engine.
+    Checked through ``check_config``, the one function every entry calls, so dropping the rule from it fails."""
+    from recipe.rlmr.config_check import ConfigError, check_config
 
     config = compose_rlmr()
+    for key, value in (("url", "http://127.0.0.1:9"), ("model", "rm"), ("tokenizer", "rm-tokenizer")):
+        OmegaConf.update(config, f"reward.rlmr.writing_rm.{key}", value)
     OmegaConf.update(config, "trainer.v1.trainer_mode", mode)
     OmegaConf.update(config, "trainer.device", "cpu")
-    problems = platform_rules(config)
-    assert bool(problems) == refused
     if refused:
-        assert "separate_async cannot run on the CPU backend" in problems[0] and "checkpoint_engine" in problems[0]
+        with pytest.raises(ConfigError, match="separate_async cannot run on the CPU backend") as refusal:
+            check_config(config, notice=None)
+        assert "checkpoint_engine" in str(refusal.value)
+    else:
+        check_config(config, notice=None)
     OmegaConf.update(config, "trainer.device", "cuda")
-    assert platform_rules(config) == []  # on GPUs RLMR registers a trainer class for all three modes
+    check_config(config, notice=None)  # on GPUs RLMR registers a trainer class for all three modes
 
 
 def test_defaults_are_rlmr_and_the_paper_hyperparameters():

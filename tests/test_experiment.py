@@ -542,3 +542,46 @@ def test_a_garbled_checkpoint_record_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("step five\n")
     with pytest.raises(ValueError, match="latest_checkpointed_iteration.txt: expected a step number"):
         latest_checkpoint(tmp_path)
+
+
+def test_resume_keeps_the_resumed_value_of_a_step_logged_twice(tmp_path, monkeypatch):
+    """A run killed after logging step 3 but before checkpointing it resumes from step 2 and logs step 3
+    again; the CSV keeps the resumed run's value (``read_scalars``: the newer event file wins), not the
+    killed one's (docs/experiment.md, --resume)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from recipe.rlmr.dev import launch
+    from recipe.rlmr.experiment import cli
+
+    segments: list[int] = []
+
+    def run(workdir, steps, extra, log_path, **_):
+        options = dict(item.split("=", 1) for item in extra)
+        record = Path(workdir) / "checkpoints" / "latest_checkpointed_iteration.txt"
+        start = int(record.read_text()) if options.get("trainer.resume_mode") == "auto" and record.exists() else 0
+        segments.append(start)
+        writer = SummaryWriter(str(Path(workdir) / "tensorboard"))
+        with open(log_path, "w") as log:
+            for step in range(start + 1, steps + 1):
+                writer.add_scalar(WORDS, 10.0 * step + len(segments), step)
+                log.write(f"step:{step} - {WORDS}:{10.0 * step + len(segments)}\n")
+                if step == 2:
+                    record.parent.mkdir(parents=True, exist_ok=True)
+                    record.write_text("2")
+                if step == 3 and len(segments) == 1:
+                    writer.close()
+                    return subprocess.CompletedProcess([], 1)  # killed after logging step 3, before its checkpoint
+        writer.close()
+        return subprocess.CompletedProcess([], 0)
+
+    monkeypatch.setattr(launch, "run", run)
+    common = ["--workdir", str(tmp_path), "--arms", "rlmr", "--seeds", "0", "--save-freq", "2", "--steps", "4"]
+    cli.main(common)
+    assert cli.main([*common, "--resume"]) == 0
+    assert segments == [0, 2]
+    assert [(r["step"], r[WORDS]) for r in read_csv(tmp_path / "metrics.csv")] == [
+        (1, 11.0),
+        (2, 21.0),
+        (3, 32.0),  # the resumed segment's, not the killed one's 31.0
+        (4, 42.0),
+    ]

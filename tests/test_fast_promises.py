@@ -243,3 +243,54 @@ def test_failure_budget_count_is_checkpointed_and_restored(tmp_path, monkeypatch
     assert [r.step for r in resumed._reward_health.failing] == [1, 2]
     with pytest.raises(RewardsKeepFailingError, match=r"step 1: 4/4, step 2: 4/4, step 3: 4/4"):
         resumed._reward_health.observe(3, down)  # the third failing step in a row, counting across the resume
+
+
+def test_failure_budget_count_survives_a_resume_from_an_explicit_path(tmp_path, monkeypatch):
+    """``trainer.resume_mode=resume_path``: the count is read from ``trainer.resume_from_path``'s folder (here a
+    copy elsewhere, while ``default_local_dir`` is a fresh, empty one), not from ``default_local_dir``."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from recipe.rlmr.reward_health import RewardHealth, RewardsKeepFailingError
+    from recipe.rlmr.trainer import RLMRAdvantageMixin
+    from rewards.config import FailureBudgetConfig
+
+    class VerlTrainer:
+        def _save_checkpoint(self):
+            os.makedirs(os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"))
+
+        def _load_checkpoint(self):
+            self.global_steps = 2  # verl read global_step_2 from resume_from_path
+
+    class Trainer(RLMRAdvantageMixin, VerlTrainer):
+        pass
+
+    monkeypatch.chdir(tmp_path)
+    settings = FailureBudgetConfig(max_invalid_fraction=0.5, consecutive_steps=3)
+    down = [{"reward_valid": 0, "reward_error": "rm: http://rm/classify: HTTP 503"}] * 4
+    first = object.__new__(Trainer)
+    first.config = OmegaConf.create({"trainer": {"default_local_dir": "ckpts", "resume_mode": "auto"}})
+    first._reward_health = RewardHealth(settings)
+    for step in (1, 2):
+        first._reward_health.observe(step, down)
+        first.global_steps = step
+        first._save_checkpoint()
+    shutil.copytree(tmp_path / "ckpts" / "global_step_2", tmp_path / "archive" / "global_step_2")
+    shutil.rmtree(tmp_path / "ckpts")
+
+    resumed = object.__new__(Trainer)
+    resumed.config = OmegaConf.create(
+        {
+            "trainer": {
+                "default_local_dir": "new_run",
+                "resume_mode": "resume_path",
+                "resume_from_path": "archive/global_step_2",
+            }
+        }
+    )
+    resumed._reward_health = RewardHealth(settings)
+    resumed._load_checkpoint()
+    assert [r.step for r in resumed._reward_health.failing] == [1, 2]
+    with pytest.raises(RewardsKeepFailingError, match=r"step 1: 4/4, step 2: 4/4, step 3: 4/4"):
+        resumed._reward_health.observe(3, down)
