@@ -54,8 +54,6 @@ def checkpoint_state_dict(actor_dir: Path) -> dict:
 def verl_merge(argv: list[str], log: Path) -> None:
     """``python -m verl.model_merger ARGV`` run in this process (verl's own parser, config and FSDP merger;
     the pipeline has verl imported already, where a subprocess spent ~7 s importing it), output in ``log``."""
-    import contextlib
-
     from verl.model_merger.base_model_merger import generate_config_from_args, parse_args
     from verl.model_merger.fsdp_model_merger import FSDPModelMerger
 

@@ -42,8 +42,13 @@ def run_command(command: list[str], log: Path, what: str) -> None:
     with open(log, "w") as handle:
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
     if code != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"{what} failed (exit {code}): {' '.join(command)}\n--- {log} (tail) ---\n{tail}")
+        raise failed(what, code, command, log)
+
+
+def failed(what: str, code: int, command: list[str], log: Path) -> RuntimeError:
+    """The error of a failed stage command: what, its exit code, the command and the log's last 30 lines."""
+    tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+    return RuntimeError(f"{what} failed (exit {code}): {' '.join(command)}\n--- {log} (tail) ---\n{tail}")
 
 
 @contextlib.contextmanager
@@ -224,8 +229,7 @@ def eval_rm(model: Path, pairs: Path, output: Path, log: Path) -> dict:
     with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         code = eval_rm_main(argv)
     if code != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"rewards.eval_rm failed (exit {code}): {' '.join(argv)}\n--- {log} (tail) ---\n{tail}")
+        raise failed("rewards.eval_rm", code, argv, log)
     return json.loads(output.read_text())
 
 
